@@ -1,0 +1,41 @@
+//! Herald's shared vocabulary.
+//!
+//! Every other crate depends on this one and on nothing upstream of it. It holds:
+//!
+//! - [`ids`]: event, delivery and subscriber identifiers;
+//! - [`secret`]: [`Secret`], the only way credentials travel through Herald (its `Debug` and
+//!   `Display` print `**REDACTED**`);
+//! - [`time`]: [`UnixMillis`], the timestamp stored on disk;
+//! - [`subscriber`]: the validated, typed settings of one subscriber (what `herald-config`
+//!   produces and what delivery and dispatch consume);
+//! - [`store`]: the [`DeliveryStore`] trait, the seam between the dispatcher and a storage
+//!   engine (sled is the default, in `herald-queue`).
+//!
+//! ```
+//! use herald_core::{Secret, SubscriberId};
+//! let id = SubscriberId::new("acme").unwrap();
+//! let secret = Secret::new("whsec_abc");
+//! assert_eq!(format!("{id} {secret:?}"), "acme **REDACTED**");
+//! ```
+
+pub mod ids;
+pub mod secret;
+pub mod store;
+pub mod subscriber;
+pub mod time;
+
+pub use ids::{DeliveryId, EventId, InvalidId, SubscriberId};
+pub use secret::Secret;
+pub use store::{
+    AttemptRecord, BoxFuture, ClaimedDelivery, DeliveryDetails, DeliveryPage, DeliveryRecord,
+    DeliveryStatus, DeliveryStore, EnqueueReceipt, ListQuery, NewEvent, Outcome, PurgeStats,
+    QueueCounts, ReceiptDelivery, StoreError,
+};
+pub use subscriber::{
+    AuthConfig, EventFilter, RateLimitConfig, RetryPolicy, SecurityPolicy, SigningConfig,
+    SigningScheme, SubscriberConfig, ThrottleConfig, MAX_IN_FLIGHT_LIMIT,
+};
+pub use time::UnixMillis;
+
+/// `herald/<version>`, sent as `user-agent` on every delivery.
+pub const USER_AGENT: &str = concat!("herald/", env!("CARGO_PKG_VERSION"));
