@@ -1,0 +1,368 @@
+//! `type = "oauth2"`: the client-credentials grant, with a shared, single-flight token cache.
+//!
+//! ## Token lifecycle
+//!
+//! - One cache per subscriber, shared by all its concurrent attempts.
+//! - **Single flight**: at most one token request is in progress per subscriber. Attempts that
+//!   need a token while one is being fetched wait for it (a `tokio::sync::Mutex` serialises the
+//!   fetches, and a generation counter lets the waiters reuse the result, success *or* failure,
+//!   instead of fetching again): 100 concurrent deliveries cause one token request.
+//! - **Refresh margin**: a token is refreshed `min(30 s, 10 % of its lifetime)` before it
+//!   expires. Inside that window the first attempt refreshes while the others keep using the
+//!   still-valid token. Lifetimes count from when the token request was *sent*. A response
+//!   without `expires_in` is treated as valid for an hour (or until a 401).
+//! - **401**: the endpoint drops the token the subscriber rejected (only if it is still the
+//!   cached one, so a burst of 401s causes one refresh) and resends once with a fresh token.
+//! - The token request has its own timeout (the subscriber's, capped at [`MAX_TOKEN_TIMEOUT`]),
+//!   reads at most 64 KiB, goes through the same client (same SSRF guard) and is authenticated
+//!   with HTTP Basic `client_id:client_secret` (RFC 6749 §2.3.1).
+//! - A failure is reported as `oauth2 token request failed: <short reason>`; neither the secret
+//!   nor any token ever appears in it.
+
+use std::fmt;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use http::header::AUTHORIZATION;
+use http::HeaderValue;
+use oauth2::basic::{BasicClient, BasicErrorResponse, BasicTokenResponse};
+use oauth2::{
+    AsyncHttpClient, ClientId, ClientSecret, EndpointNotSet, EndpointSet, HttpRequest,
+    HttpResponse, RequestTokenError, Scope, TokenResponse, TokenUrl,
+};
+use tokio::time::Instant;
+use url::Url;
+
+use herald_core::{BoxFuture, Secret, SubscriberId};
+
+use super::{sensitive, AuthHeader, AuthProvider};
+use crate::guard::{self, Blocked};
+use crate::outcome::{describe, human};
+use crate::{endpoint, DeliveryError, HttpClient};
+
+/// The longest a token request may take.
+pub const MAX_TOKEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Refresh this long before expiry at most…
+const REFRESH_MARGIN: Duration = Duration::from_secs(30);
+/// …or this share of the lifetime, whichever is shorter (so short-lived tokens stay useful).
+const REFRESH_SHARE: u32 = 10;
+/// Lifetime assumed when the token response has no `expires_in`.
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+/// A failed refresh while the old token is still valid is retried after this long.
+const RETRY_REFRESH_AFTER: Duration = Duration::from_secs(1);
+/// The largest token response read.
+const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
+
+type TokenClient =
+    BasicClient<EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
+
+/// OAuth2 client-credentials auth: `Authorization: Bearer <token>`.
+pub struct OAuth2ClientCredentials {
+    oauth: TokenClient,
+    scopes: Vec<Scope>,
+    transport: TokenTransport,
+    timeout: Duration,
+    /// Set when the token URL is an IP literal the SSRF guard refuses.
+    blocked: Option<Blocked>,
+    client_id: String,
+    token_host: String,
+    cache: Mutex<Cache>,
+    /// Held by the one task fetching a token.
+    fetching: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct Cache {
+    token: Option<CachedToken>,
+    /// Bumped after every fetch, successful or not.
+    generation: u64,
+    /// The outcome of the latest fetch when it failed (reused by the attempts that waited for it).
+    last_error: Option<String>,
+}
+
+#[derive(Clone)]
+struct CachedToken {
+    header: HeaderValue,
+    refresh_at: Instant,
+    expires_at: Instant,
+}
+
+impl OAuth2ClientCredentials {
+    /// Prepares the client; no request is made until the first attempt.
+    pub fn new(
+        subscriber: &SubscriberId,
+        client: &HttpClient,
+        token_url: &Url,
+        client_id: &str,
+        client_secret: &Secret,
+        scopes: &[String],
+        timeout: Duration,
+    ) -> Result<Self, DeliveryError> {
+        endpoint::check_scheme(subscriber, token_url, "auth.token_url", client.security())?;
+        let blocked = if client.security().allow_private_networks {
+            None
+        } else {
+            guard::check_literal(token_url)
+        };
+        let oauth = BasicClient::new(ClientId::new(client_id.to_owned()))
+            .set_client_secret(ClientSecret::new(client_secret.expose().to_owned()))
+            .set_token_uri(TokenUrl::from_url(token_url.clone()));
+        Ok(Self {
+            oauth,
+            scopes: scopes.iter().cloned().map(Scope::new).collect(),
+            transport: TokenTransport {
+                http: client.reqwest().clone(),
+                timeout,
+            },
+            timeout,
+            blocked,
+            client_id: client_id.to_owned(),
+            token_host: token_url.host_str().unwrap_or_default().to_owned(),
+            cache: Mutex::new(Cache::default()),
+            fetching: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    fn cache(&self) -> MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The bearer header value, from the cache or from one shared fetch.
+    async fn bearer(&self) -> Result<HeaderValue, DeliveryError> {
+        let (seen, lock) = {
+            let now = Instant::now();
+            let cache = self.cache();
+            match &cache.token {
+                Some(t) if now < t.refresh_at => return Ok(t.header.clone()),
+                // In the refresh window: whoever gets the lock refreshes, the rest keep using
+                // the still-valid token.
+                Some(t) if now < t.expires_at => match self.fetching.try_lock() {
+                    Ok(lock) => (cache.generation, Some(lock)),
+                    Err(_) => return Ok(t.header.clone()),
+                },
+                _ => (cache.generation, None),
+            }
+        };
+        let lock = match lock {
+            Some(lock) => lock,
+            None => self.fetching.lock().await,
+        };
+        self.fetch_locked(lock, seen).await
+    }
+
+    /// With the fetch lock held: reuse what another task fetched since `seen`, or fetch.
+    async fn fetch_locked(
+        &self,
+        _lock: tokio::sync::MutexGuard<'_, ()>,
+        seen: u64,
+    ) -> Result<HeaderValue, DeliveryError> {
+        {
+            let now = Instant::now();
+            let cache = self.cache();
+            if let Some(t) = &cache.token {
+                if now < t.refresh_at {
+                    return Ok(t.header.clone());
+                }
+            }
+            if cache.generation != seen {
+                if let Some(err) = &cache.last_error {
+                    return Err(DeliveryError::TokenRequest(err.clone()));
+                }
+                if let Some(t) = cache.token.as_ref().filter(|t| now < t.expires_at) {
+                    return Ok(t.header.clone());
+                }
+            }
+        }
+        let fetched = self.fetch().await;
+        let mut cache = self.cache();
+        cache.generation = cache.generation.wrapping_add(1);
+        match fetched {
+            Ok(token) => {
+                let header = token.header.clone();
+                cache.token = Some(token);
+                cache.last_error = None;
+                Ok(header)
+            }
+            Err(reason) => {
+                tracing::warn!(client_id = %self.client_id, token_host = %self.token_host,
+                    error = %reason, "oauth2 token request failed");
+                let now = Instant::now();
+                // Keep a still-valid token, but do not retry the refresh on every attempt.
+                if let Some(t) = cache.token.as_mut().filter(|t| now < t.expires_at) {
+                    t.refresh_at = (now + RETRY_REFRESH_AFTER).min(t.expires_at);
+                    let header = t.header.clone();
+                    cache.last_error = None;
+                    return Ok(header);
+                }
+                cache.token = None;
+                cache.last_error = Some(reason.clone());
+                Err(DeliveryError::TokenRequest(reason))
+            }
+        }
+    }
+
+    /// One token request. The error is the short reason (without the "oauth2 …" prefix).
+    async fn fetch(&self) -> Result<CachedToken, String> {
+        if let Some(blocked) = &self.blocked {
+            return Err(blocked.to_string());
+        }
+        let sent_at = Instant::now();
+        let request = self
+            .oauth
+            .exchange_client_credentials()
+            .add_scopes(self.scopes.iter().cloned());
+        let response: BasicTokenResponse = match tokio::time::timeout(
+            self.timeout,
+            request.request_async(&self.transport),
+        )
+        .await
+        {
+            Err(_) => return Err(format!("timeout after {}", human(self.timeout))),
+            Ok(Err(err)) => return Err(describe_token_error(err)),
+            Ok(Ok(response)) => response,
+        };
+        let value = HeaderValue::try_from(format!("Bearer {}", response.access_token().secret()))
+            .map_err(|_| "the access token is not a valid header value".to_owned())?;
+        let lifetime = response.expires_in().unwrap_or(DEFAULT_LIFETIME);
+        let margin = REFRESH_MARGIN.min(lifetime / REFRESH_SHARE);
+        tracing::debug!(client_id = %self.client_id, lifetime_s = lifetime.as_secs(),
+            "oauth2 token fetched");
+        Ok(CachedToken {
+            header: sensitive(value),
+            refresh_at: sent_at + (lifetime - margin),
+            expires_at: sent_at + lifetime,
+        })
+    }
+}
+
+impl AuthProvider for OAuth2ClientCredentials {
+    fn header(&self) -> BoxFuture<'_, Result<Option<AuthHeader>, DeliveryError>> {
+        Box::pin(async move {
+            let value = self.bearer().await?;
+            Ok(Some(AuthHeader {
+                name: AUTHORIZATION,
+                value,
+            }))
+        })
+    }
+
+    fn on_unauthorized(&self, rejected: &AuthHeader) -> bool {
+        let mut cache = self.cache();
+        if cache
+            .token
+            .as_ref()
+            .is_some_and(|t| t.header == rejected.value)
+        {
+            cache.token = None;
+        }
+        true
+    }
+
+    fn can_refresh(&self) -> bool {
+        true
+    }
+}
+
+impl fmt::Debug for OAuth2ClientCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuth2ClientCredentials")
+            .field("token_host", &self.token_host)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"**REDACTED**")
+            .field("scopes", &self.scopes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The oauth2 crate's HTTP transport, over the shared reqwest client.
+struct TokenTransport {
+    http: reqwest::Client,
+    timeout: Duration,
+}
+
+impl<'c> AsyncHttpClient<'c> for TokenTransport {
+    type Error = TokenTransportError;
+    type Future = BoxFuture<'c, Result<HttpResponse, TokenTransportError>>;
+
+    fn call(&'c self, request: HttpRequest) -> Self::Future {
+        Box::pin(self.send(request))
+    }
+}
+
+impl TokenTransport {
+    async fn send(&self, request: HttpRequest) -> Result<HttpResponse, TokenTransportError> {
+        let mut request = reqwest::Request::try_from(request)
+            .map_err(|_| TokenTransportError("invalid token request".to_owned()))?;
+        *request.timeout_mut() = Some(self.timeout);
+        let mut response = self
+            .http
+            .execute(request)
+            .await
+            .map_err(|e| TokenTransportError(describe(&e, self.timeout)))?;
+        let status = response.status();
+        // 200 is a token, 400/401 a standard error document; anything else is reported as is.
+        if !matches!(status.as_u16(), 200 | 400 | 401) {
+            return Err(TokenTransportError(format!(
+                "token endpoint answered HTTP {}",
+                status.as_u16()
+            )));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| TokenTransportError(describe(&e, self.timeout)))?
+        {
+            if body.len() + chunk.len() > MAX_TOKEN_RESPONSE {
+                return Err(TokenTransportError(
+                    "token response larger than 64 KiB".to_owned(),
+                ));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let mut out = http::Response::new(body);
+        *out.status_mut() = status;
+        *out.headers_mut() = std::mem::take(response.headers_mut());
+        Ok(out)
+    }
+}
+
+/// The transport error handed to the oauth2 crate: already a short, safe text.
+#[derive(Debug)]
+struct TokenTransportError(String);
+
+impl fmt::Display for TokenTransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TokenTransportError {}
+
+/// A short reason for a failed token request. Response bodies are never quoted (a half-parsed
+/// body could hold a token).
+fn describe_token_error(err: RequestTokenError<TokenTransportError, BasicErrorResponse>) -> String {
+    match err {
+        RequestTokenError::ServerResponse(e) => {
+            format!("token endpoint refused: {}", e.error())
+        }
+        RequestTokenError::Request(e) => e.0,
+        RequestTokenError::Parse(_, _) => "unparseable token response".to_owned(),
+        RequestTokenError::Other(text) => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_margin_is_30s_or_a_tenth_of_the_lifetime() {
+        let margin = |secs: u64| REFRESH_MARGIN.min(Duration::from_secs(secs) / REFRESH_SHARE);
+        assert_eq!(margin(3600), Duration::from_secs(30));
+        assert_eq!(margin(100), Duration::from_secs(10));
+        assert_eq!(margin(1), Duration::from_millis(100));
+        assert_eq!(margin(0), Duration::ZERO);
+    }
+}
