@@ -1,0 +1,281 @@
+//! The daemon file (`config/herald.toml`) and the whole-configuration load.
+
+use std::fs;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use herald_core::{Secret, SecurityPolicy, SubscriberConfig};
+
+use toml::Value;
+
+use crate::env::{expand_table, Env};
+use crate::error::{ConfigError, ConfigErrors, Report};
+use crate::raw::{parse, RawDaemon, RawSecret, RawServer, RawShutdown, RawStorage};
+use crate::subscriber::load_dir;
+use crate::values::{duration, quote, Zero};
+
+/// `[server] listen` when none is given.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
+/// `[server] max_payload_bytes` when none is given (1 MiB).
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1_048_576;
+/// `subscribers_dir` when none is given, relative to the daemon file's folder.
+pub const DEFAULT_SUBSCRIBERS_DIR: &str = "subscribers";
+/// `[storage] path` when none is given, relative to the daemon file's folder.
+pub const DEFAULT_STORAGE_PATH: &str = "data/herald";
+/// `[storage] retention` when none is given (7 days).
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// `[shutdown] grace` when none is given.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+
+/// The whole, validated configuration: the daemon file and every subscriber.
+///
+/// `Debug` is safe to print: credentials are [`Secret`]s.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeraldConfig {
+    /// The daemon file this was loaded from, as given.
+    pub path: PathBuf,
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[storage]`.
+    pub storage: StorageConfig,
+    /// `[security]`.
+    pub security: SecurityPolicy,
+    /// `[shutdown]`.
+    pub shutdown: ShutdownConfig,
+    /// The subscriber folder, resolved against the daemon file's folder (pass it to
+    /// [`crate::load_subscribers`] on reload).
+    pub subscribers_dir: PathBuf,
+    /// Every subscriber, sorted by id.
+    pub subscribers: Vec<SubscriberConfig>,
+}
+
+/// `[server]`: the ingest and admin HTTP API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Address to listen on (default `127.0.0.1:8080`).
+    pub listen: SocketAddr,
+    /// When set, `/v1/*` and `/metrics` need `Authorization: Bearer <token>`.
+    pub api_token: Option<Secret>,
+    /// Largest accepted request body, in bytes (default 1 MiB).
+    pub max_payload_bytes: usize,
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageConfig {
+    /// The sled directory, resolved against the daemon file's folder when relative.
+    pub path: PathBuf,
+    /// How long delivered and dead records and attempt history are kept (default 7 days).
+    pub retention: Duration,
+}
+
+/// `[shutdown]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownConfig {
+    /// How long in-flight requests may take to finish after SIGTERM (default 30 s).
+    pub grace: Duration,
+}
+
+pub(crate) fn load(path: &Path, env: Env<'_>) -> Result<HeraldConfig, ConfigErrors> {
+    let text = fs::read_to_string(path).map_err(|e| {
+        ConfigErrors::from_vec(vec![ConfigError::new(
+            path,
+            "",
+            format!("cannot be read: {e}"),
+        )])
+    })?;
+    let mut report = Report::new(path);
+    let base = path.parent().unwrap_or(Path::new(""));
+    let Some(raw) = parse::<RawDaemon>(&text, env, &mut report) else {
+        // An unknown key or a wrong type elsewhere in the file: when the two settings the
+        // subscribers depend on are still readable, check the subscribers anyway.
+        let mut errors = report.into_errors();
+        if let Some((dir, security)) = peek_subscriber_settings(&text, env) {
+            let dir = base.join(dir.as_deref().unwrap_or(DEFAULT_SUBSCRIBERS_DIR));
+            if let Err(problems) = load_dir(&dir, &security, env) {
+                errors.extend(problems);
+            }
+        }
+        return Err(ConfigErrors::from_vec(errors));
+    };
+    // Problems so far are `${VAR}` expansion failures: the keys that did not fail are still
+    // usable, so the subscribers are checked too and one run of `herald check` shows everything.
+    let expanded = report.is_clean();
+
+    let security = SecurityPolicy {
+        allow_http: raw.security.allow_http.unwrap_or(false),
+        allow_private_networks: raw.security.allow_private_networks.unwrap_or(false),
+    };
+    let subscribers_dir = if report.has_error_at("subscribers_dir") {
+        None
+    } else {
+        resolve(
+            raw.subscribers_dir.as_deref(),
+            DEFAULT_SUBSCRIBERS_DIR,
+            base,
+            "subscribers_dir",
+            &mut report,
+        )
+    };
+    let daemon = if expanded {
+        let server = server(raw.server, &mut report);
+        let storage = storage(raw.storage, base, &mut report);
+        let shutdown = shutdown(raw.shutdown, &mut report);
+        server.zip(storage).zip(shutdown)
+    } else {
+        None
+    };
+
+    let mut errors = report.into_errors();
+    let subscribers =
+        subscribers_dir
+            .as_deref()
+            .and_then(|dir| match load_dir(dir, &security, env) {
+                Ok(subscribers) => Some(subscribers),
+                Err(problems) => {
+                    errors.extend(problems);
+                    None
+                }
+            });
+
+    match (daemon, subscribers_dir, subscribers) {
+        (Some(((server, storage), shutdown)), Some(subscribers_dir), Some(subscribers))
+            if errors.is_empty() =>
+        {
+            Ok(HeraldConfig {
+                path: path.to_owned(),
+                server,
+                storage,
+                security,
+                shutdown,
+                subscribers_dir,
+                subscribers,
+            })
+        }
+        _ => Err(ConfigErrors::from_vec(errors)),
+    }
+}
+
+/// `subscribers_dir` and `[security]` read leniently from a file that failed to deserialize;
+/// `None` unless both are unambiguous.
+fn peek_subscriber_settings(text: &str, env: Env<'_>) -> Option<(Option<String>, SecurityPolicy)> {
+    let mut table: toml::Table = toml::from_str(text).ok()?;
+    let mut scratch = Report::new(Path::new(""));
+    expand_table(&mut table, env, &mut scratch);
+    let dir = match table.get("subscribers_dir") {
+        None => None,
+        Some(Value::String(dir))
+            if !dir.trim().is_empty() && !scratch.has_error_at("subscribers_dir") =>
+        {
+            Some(dir.clone())
+        }
+        Some(_) => return None,
+    };
+    let security = match table.get("security") {
+        None => SecurityPolicy::default(),
+        Some(Value::Table(security)) => {
+            let flag = |key: &str| match security.get(key) {
+                None => Some(false),
+                Some(Value::Boolean(flag)) => Some(*flag),
+                Some(_) => None,
+            };
+            SecurityPolicy {
+                allow_http: flag("allow_http")?,
+                allow_private_networks: flag("allow_private_networks")?,
+            }
+        }
+        Some(_) => return None,
+    };
+    Some((dir, security))
+}
+
+/// A path from the file, relative ones joined to the daemon file's folder.
+fn resolve(
+    raw: Option<&str>,
+    default: &str,
+    base: &Path,
+    key: &str,
+    report: &mut Report<'_>,
+) -> Option<PathBuf> {
+    let value = raw.unwrap_or(default);
+    if value.trim().is_empty() {
+        report.error(key, "is empty; give a folder path");
+        return None;
+    }
+    // `join` keeps an absolute path as it is.
+    Some(base.join(value))
+}
+
+fn server(raw: RawServer, report: &mut Report<'_>) -> Option<ServerConfig> {
+    let listen = match raw.listen.as_deref() {
+        None => Some(DEFAULT_LISTEN),
+        Some(listen) => report.check(
+            "server.listen",
+            listen.trim().parse::<SocketAddr>().map_err(|_| {
+                format!(
+                    "\"{}\" is not an IP address with a port, such as \"127.0.0.1:8080\" or \"[::]:8080\"",
+                    quote(listen)
+                )
+            }),
+        ),
+    };
+    let api_token = match raw.api_token {
+        None => Some(None),
+        Some(RawSecret(token)) => report
+            .check("server.api_token", check_token(&token))
+            .map(|()| Some(Secret::new(token))),
+    };
+    let max_payload_bytes = match raw.max_payload_bytes {
+        None => Some(DEFAULT_MAX_PAYLOAD_BYTES),
+        Some(n) => report.check(
+            "server.max_payload_bytes",
+            usize::try_from(n)
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| format!("must be a positive number of bytes (got {n})")),
+        ),
+    };
+    Some(ServerConfig {
+        listen: listen?,
+        api_token: api_token?,
+        max_payload_bytes: max_payload_bytes?,
+    })
+}
+
+fn check_token(token: &str) -> Result<(), String> {
+    if token.is_empty() {
+        return Err("is empty; remove the key to run without API authentication".to_owned());
+    }
+    if token.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("contains whitespace or a control character (value not shown)".to_owned());
+    }
+    Ok(())
+}
+
+fn storage(raw: RawStorage, base: &Path, report: &mut Report<'_>) -> Option<StorageConfig> {
+    let path = resolve(
+        raw.path.as_deref(),
+        DEFAULT_STORAGE_PATH,
+        base,
+        "storage.path",
+        report,
+    );
+    let retention = report.check(
+        "storage.retention",
+        duration(raw.retention.as_ref(), DEFAULT_RETENTION, Zero::Refused),
+    );
+    Some(StorageConfig {
+        path: path?,
+        retention: retention?,
+    })
+}
+
+fn shutdown(raw: RawShutdown, report: &mut Report<'_>) -> Option<ShutdownConfig> {
+    let grace = report.check(
+        "shutdown.grace",
+        duration(raw.grace.as_ref(), DEFAULT_GRACE, Zero::Allowed),
+    )?;
+    Some(ShutdownConfig { grace })
+}
