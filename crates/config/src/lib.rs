@@ -40,9 +40,9 @@
 //!   `allow_private_networks = false` a subscriber URL whose host is a literal loopback,
 //!   private, link-local, CGNAT or unspecified address, or `localhost`, is refused at load;
 //!   host names are checked on the resolved IP at delivery time.
-//! - **`standard-webhooks` secrets** must be `whsec_` + padded standard base64 of a non-empty
-//!   key. `sha256-v1` secrets are used as written (non-empty). `header_prefix` defaults to
-//!   `webhook`.
+//! - **`standard-webhooks` secrets** must be `whsec_` + standard base64 (padding optional) of
+//!   a non-empty key. `sha256-v1` secrets are used as written (non-empty). `header_prefix`
+//!   defaults to `webhook`, is kept as written and must make valid header names.
 //! - **Ranges**: `timeout`, `retry.initial_interval`, `retry.max_interval`, `retry.max_age`,
 //!   `throttle.window` and `storage.retention` must be longer than zero; `shutdown.grace` may
 //!   be `"0s"`. `max_in_flight` is `1..=500`, `retry.max_attempts`, `throttle.min_requests`,

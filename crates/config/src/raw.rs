@@ -297,7 +297,10 @@ fn floor_char_boundary(text: &str, index: usize) -> usize {
 /// toml records the path of tables it went through but exposes it only in `Display`, as a last
 /// line `in `a.b``; an unknown key's own name is only in serde's message.
 fn locate(error: &toml::de::Error) -> (String, String) {
-    let message = error.message().trim_end().to_owned();
+    let message = hide_string_value(error.message().trim_end())
+        .replace("expected i64", "expected an integer")
+        .replace("expected f64", "expected a number")
+        .replace("expected a sequence", "expected a list");
     let display = error.to_string();
     let path = display
         .strip_prefix(error.message())
@@ -318,6 +321,20 @@ fn locate(error: &toml::de::Error) -> (String, String) {
         }
     }
     (path, message)
+}
+
+/// serde quotes a string given where another type was expected (`invalid type: string "…",
+/// expected a boolean`); after `${VAR}` expansion that string could be a credential, so it is
+/// left out.
+fn hide_string_value(message: &str) -> String {
+    const PREFIX: &str = "invalid type: string \"";
+    const SUFFIX: &str = "\", expected";
+    match (message.strip_prefix(PREFIX), message.rfind(SUFFIX)) {
+        (Some(_), Some(end)) if end >= PREFIX.len() - 1 => {
+            format!("invalid type: string{}", &message[end + 1..])
+        }
+        _ => message.to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -376,6 +393,21 @@ mod tests {
         assert_eq!(errors[0].0, "");
         assert!(errors[0].1.contains("line 3"), "{errors:?}");
         assert!(!errors[0].1.contains("hunter2"), "{errors:?}");
+    }
+
+    #[test]
+    fn strings_of_the_wrong_type_are_not_echoed() {
+        let errors = parse_subscriber("max_in_flight = \"hunter2\"\n").unwrap_err();
+        assert_eq!(errors[0].0, "max_in_flight");
+        assert_eq!(errors[0].1, "invalid type: string, expected an integer");
+        assert_eq!(
+            hide_string_value("invalid type: string \"a\", expected x\", expected y"),
+            "invalid type: string, expected y"
+        );
+        assert_eq!(
+            hide_string_value("invalid type: integer `1`, expected a string"),
+            "invalid type: integer `1`, expected a string"
+        );
     }
 
     #[test]

@@ -113,7 +113,7 @@ fn check_plain_secret(secret: &str) -> Result<(), String> {
     }
 }
 
-/// `whsec_` followed by standard, padded base64 of a non-empty key.
+/// `whsec_` followed by standard base64 of a non-empty key.
 fn check_standard_secret(secret: &str) -> Result<(), String> {
     let Some(encoded) = secret.strip_prefix(WHSEC) else {
         return Err(
@@ -125,14 +125,15 @@ fn check_standard_secret(secret: &str) -> Result<(), String> {
         Some(key) if !key.is_empty() => Ok(()),
         Some(_) => Err("the key after \"whsec_\" is empty".to_owned()),
         None => Err(
-            "the part after \"whsec_\" is not valid standard base64 (A-Z a-z 0-9 + /, padded with =; value not shown)"
+            "the part after \"whsec_\" is not valid standard base64 (A-Z a-z 0-9 + /, optionally padded with =; value not shown)"
                 .to_owned(),
         ),
     }
 }
 
-/// Decodes standard base64 with canonical padding (as the `base64` crate's `STANDARD` engine
-/// and the Standard Webhooks libraries do); `None` if it is not valid.
+/// Decodes standard-alphabet base64 the way the delivery layer (and the `base64` crate with
+/// `DecodePaddingMode::Indifferent`) does: `=` padding optional, but never more than the
+/// canonical amount, and no stray bits in the last symbol. `None` if it is not valid.
 pub(crate) fn decode_base64(encoded: &str) -> Option<Vec<u8>> {
     fn sextet(byte: u8) -> Option<u32> {
         let value = match byte {
@@ -147,14 +148,17 @@ pub(crate) fn decode_base64(encoded: &str) -> Option<Vec<u8>> {
     }
 
     let bytes = encoded.as_bytes();
-    if bytes.len() % 4 != 0 {
-        return None;
-    }
     let padding = bytes.iter().rev().take_while(|&&b| b == b'=').count();
-    if padding > 2 {
+    let body = &bytes[..bytes.len() - padding];
+    let allowed_padding = match body.len() % 4 {
+        0 => 0,
+        2 => 2,
+        3 => 1,
+        _ => return None,
+    };
+    if padding > allowed_padding {
         return None;
     }
-    let body = &bytes[..bytes.len() - padding];
     let mut out = Vec::with_capacity(body.len() / 4 * 3 + 2);
     let mut acc: u32 = 0;
     let mut bits = 0u32;
@@ -185,8 +189,17 @@ mod tests {
         assert_eq!(decode_base64("aA=="), Some(b"h".to_vec()));
         assert_eq!(decode_base64("+/+/"), Some(vec![0xfb, 0xff, 0xbf]));
         assert_eq!(decode_base64(""), Some(vec![]));
-        assert_eq!(decode_base64("aGVsbG8"), None); // unpadded
-        assert_eq!(decode_base64("aGk"), None);
+        // Padding is optional (as in the delivery layer), but never excessive.
+        assert_eq!(decode_base64("aGVsbG8"), Some(b"hello".to_vec()));
+        assert_eq!(decode_base64("aGk"), Some(b"hi".to_vec()));
+        assert_eq!(decode_base64("aA="), Some(b"h".to_vec()));
+        assert_eq!(
+            decode_base64("c2Vjb25kLWtleQ"),
+            Some(b"second-key".to_vec())
+        );
+        assert_eq!(decode_base64("aGk=="), None);
+        assert_eq!(decode_base64("aGVsbG8h="), None);
+        assert_eq!(decode_base64("aGVsb"), None); // 5 symbols: a lone trailing symbol
         assert_eq!(decode_base64("aB=="), None); // non-zero trailing bits
         assert_eq!(decode_base64("a==="), None);
         assert_eq!(decode_base64("===="), None);

@@ -45,6 +45,8 @@ fn errors_print_no_secret() {
         format!("[auth]\ntype = \"api_key\"\nkey = \"X-Key:{MARK}\\r\\n\"\n"),
         format!("[auth]\ntype = \"api_key\"\nkey = \"{MARK}\\u0000\"\n"),
         "[auth]\ntype = \"api_key\"\nkey = \"${K}\"\n".to_owned(),
+        "max_in_flight = \"${K}\"\n".to_owned(),
+        format!("[throttle]\nerror_rate = \"{MARK}\"\n"),
         format!("[auth]\ntype = \"oauth2\"\ntoken_url = \"https://u:{MARK}@idp.example/\"\nclient_id = \"c\"\nclient_secret = \"{MARK}\"\n"),
         format!("[auth]\ntype = \"oauth2\"\ntoken_url = \"https://idp.example:{MARK}/\"\nclient_id = \"c\"\nclient_secret = \"{MARK}\"\n"),
         format!("[signing]\nscheme = \"standard-webhooks\"\nsecret = \"{MARK}\"\n"),
