@@ -1,1 +1,33 @@
-fn main() {}
+//! `herald`: the daemon (`run`), the config checker (`check`) and a client for the HTTP API.
+//!
+//! This binary is the only crate that knows every other one: it reads the config
+//! (`herald-config`), opens the store (`herald-queue`), starts the dispatcher
+//! (`herald-dispatcher`, which sends through `herald-delivery`) and serves the API (`herald-api`).
+
+mod cli;
+mod client;
+mod daemon;
+mod logging;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match cli.command {
+        cli::Command::Run(args) => {
+            logging::init(args.log_format);
+            match daemon::run(&args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("herald: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        cli::Command::Check(args) => daemon::check(&args),
+        command => client::run(&cli.client, command),
+    }
+}

@@ -1,1 +1,382 @@
-//! stub
+//! Herald's dispatcher: turns the persistent queue into HTTP attempts without ever overrunning a
+//! subscriber, and without one subscriber's trouble reaching another.
+//!
+//! Each subscriber gets its own **pump** task ([`pump`] lists the stages in order: pause gate →
+//! concurrency cap → claim → rate limit → attempt) and its own state (settings, throttle,
+//! counters); the only thing subscribers share is the HTTP connection pool and the store.
+//! A black-holed endpoint fills its own `max_in_flight` slots and nobody else's.
+//!
+//! ```no_run
+//! # async fn demo(store: std::sync::Arc<dyn herald_core::DeliveryStore>,
+//! #               subs: Vec<herald_core::SubscriberConfig>) -> Result<(), Box<dyn std::error::Error>> {
+//! use herald_delivery::HttpClient;
+//! let client = HttpClient::new(herald_core::SecurityPolicy::default())?;
+//! let dispatcher = herald_dispatcher::Dispatcher::start(store, client, subs)?;
+//! // after an enqueue for "acme" is durable:
+//! dispatcher.notify(&herald_core::SubscriberId::new("acme")?);
+//! dispatcher.shutdown(std::time::Duration::from_secs(30)).await;
+//! # Ok(()) }
+//! ```
+
+mod attempt;
+mod pump;
+mod subscriber;
+mod throttle;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_core::{DeliveryStore, QueueCounts, StoreError, SubscriberConfig, SubscriberId};
+use herald_delivery::{DeliveryError, HttpClient};
+use parking_lot::RwLock;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use subscriber::{Settings, Subscriber};
+
+pub use attempt::GONE_REASON;
+
+/// A dispatcher failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DispatchError {
+    /// No subscriber with this id is configured.
+    #[error("unknown subscriber {0:?}")]
+    UnknownSubscriber(String),
+    /// A subscriber's endpoint could not be set up.
+    #[error("subscriber {subscriber}: {source}")]
+    Endpoint {
+        /// The subscriber.
+        subscriber: SubscriberId,
+        /// Why.
+        #[source]
+        source: DeliveryError,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Live figures of one subscriber, for the API and metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscriberStats {
+    /// Subscriber id.
+    pub id: SubscriberId,
+    /// Endpoint URL.
+    pub url: String,
+    /// Configured event types (`["*"]` for all).
+    pub events: Vec<String>,
+    /// Configured cap.
+    pub max_in_flight: u32,
+    /// Current cap after throttling.
+    pub effective_limit: u32,
+    /// Requests in flight now.
+    pub in_flight: u32,
+    /// Failure share over the throttle window.
+    pub error_rate: f64,
+    /// Why the subscriber is paused, if it is.
+    pub paused_reason: Option<String>,
+    /// Stored deliveries by state.
+    pub counts: QueueCounts,
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// Subscribers now configured.
+    pub subscribers: usize,
+    /// Newly added ids.
+    pub added: Vec<SubscriberId>,
+    /// Removed ids (their stored deliveries are kept, see `orphaned`).
+    pub removed: Vec<SubscriberId>,
+    /// Subscribers no longer configured that still have pending or in-flight deliveries.
+    pub orphaned: Vec<(SubscriberId, u64)>,
+}
+
+/// How a shutdown went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// True if every in-flight attempt finished within the grace period.
+    pub drained: bool,
+}
+
+/// Event-type routing table, rebuilt on reload so fan-out never scans every subscriber.
+#[derive(Debug, Default)]
+struct Routes {
+    by_type: HashMap<String, Vec<SubscriberId>>,
+    all: Vec<SubscriberId>,
+}
+
+impl Routes {
+    fn build(configs: &BTreeMap<SubscriberId, Arc<Subscriber>>) -> Self {
+        let mut routes = Routes::default();
+        for sub in configs.values() {
+            match &sub.settings().config.events {
+                herald_core::EventFilter::All => routes.all.push(sub.id.clone()),
+                herald_core::EventFilter::Only(types) => {
+                    for t in types {
+                        routes
+                            .by_type
+                            .entry(t.clone())
+                            .or_default()
+                            .push(sub.id.clone());
+                    }
+                }
+            }
+        }
+        routes
+    }
+
+    fn lookup(&self, event_type: &str) -> Vec<SubscriberId> {
+        let mut out: Vec<SubscriberId> = self.all.clone();
+        if let Some(ids) = self.by_type.get(event_type) {
+            out.extend(ids.iter().cloned());
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+/// State shared by the dispatcher handle, pumps and attempt tasks.
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn DeliveryStore>,
+    client: HttpClient,
+    subscribers: RwLock<BTreeMap<SubscriberId, Arc<Subscriber>>>,
+    routes: RwLock<Arc<Routes>>,
+    /// Stop claiming (shutdown begins).
+    stop: CancellationToken,
+    /// Abandon attempts still running when the grace period ends.
+    pub(crate) hard_stop: CancellationToken,
+    pub(crate) tasks: TaskTracker,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("subscribers", &self.subscribers.read().len())
+            .field("stopping", &self.stop.is_cancelled())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The running dispatcher. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Dispatcher {
+    shared: Arc<Shared>,
+}
+
+impl Dispatcher {
+    /// Builds every subscriber's endpoint, restores persisted pauses and starts one pump per
+    /// subscriber on the current tokio runtime.
+    pub fn start(
+        store: Arc<dyn DeliveryStore>,
+        client: HttpClient,
+        subscribers: Vec<SubscriberConfig>,
+    ) -> Result<Self, DispatchError> {
+        let settings = subscribers
+            .into_iter()
+            .map(|c| Settings::build(c, &client))
+            .collect::<Result<Vec<_>, _>>()?;
+        let paused: HashMap<SubscriberId, String> = store.paused()?.into_iter().collect();
+        let shared = Arc::new(Shared {
+            store,
+            client,
+            subscribers: RwLock::new(BTreeMap::new()),
+            routes: RwLock::new(Arc::new(Routes::default())),
+            stop: CancellationToken::new(),
+            hard_stop: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        });
+        let dispatcher = Self { shared };
+        {
+            let mut map = dispatcher.shared.subscribers.write();
+            for s in settings {
+                let reason = paused.get(&s.config.id).cloned();
+                let sub = dispatcher.spawn_subscriber(s, reason);
+                map.insert(sub.id.clone(), sub);
+            }
+            *dispatcher.shared.routes.write() = Arc::new(Routes::build(&map));
+        }
+        dispatcher.report_orphans();
+        Ok(dispatcher)
+    }
+
+    fn spawn_subscriber(&self, settings: Arc<Settings>, paused: Option<String>) -> Arc<Subscriber> {
+        let sub = Subscriber::new(settings, paused, self.shared.stop.child_token());
+        self.shared
+            .tasks
+            .spawn(pump::run(Arc::clone(&sub), Arc::clone(&self.shared)));
+        sub
+    }
+
+    /// The store the dispatcher reads from.
+    pub fn store(&self) -> &Arc<dyn DeliveryStore> {
+        &self.shared.store
+    }
+
+    /// The subscribers an event goes to: `subscriber` alone when given (whatever its `events`
+    /// filter: an explicitly addressed event is delivered), else every subscriber whose
+    /// `events` match `event_type`.
+    pub fn route(
+        &self,
+        event_type: &str,
+        subscriber: Option<&str>,
+    ) -> Result<Vec<SubscriberId>, DispatchError> {
+        match subscriber {
+            Some(id) => {
+                let map = self.shared.subscribers.read();
+                map.keys()
+                    .find(|k| k.as_str() == id)
+                    .map(|k| vec![k.clone()])
+                    .ok_or_else(|| DispatchError::UnknownSubscriber(id.to_owned()))
+            }
+            None => Ok(self.shared.routes.read().lookup(event_type)),
+        }
+    }
+
+    /// Tells a subscriber's pump that new deliveries may be due.
+    pub fn notify(&self, subscriber: &SubscriberId) {
+        if let Some(sub) = self.shared.subscribers.read().get(subscriber) {
+            sub.wake.notify_one();
+        }
+    }
+
+    fn get(&self, id: &str) -> Result<Arc<Subscriber>, DispatchError> {
+        self.shared
+            .subscribers
+            .read()
+            .iter()
+            .find(|(k, _)| k.as_str() == id)
+            .map(|(_, v)| Arc::clone(v))
+            .ok_or_else(|| DispatchError::UnknownSubscriber(id.to_owned()))
+    }
+
+    /// Holds a subscriber's deliveries (persisted: a restart keeps the pause).
+    pub fn pause(&self, id: &str, reason: &str) -> Result<(), DispatchError> {
+        let sub = self.get(id)?;
+        self.shared.store.set_paused(&sub.id, Some(reason))?;
+        sub.set_paused(Some(reason.to_owned()));
+        tracing::info!(subscriber = %sub.id, reason, "subscriber paused");
+        Ok(())
+    }
+
+    /// Releases a paused subscriber.
+    pub fn resume(&self, id: &str) -> Result<(), DispatchError> {
+        let sub = self.get(id)?;
+        self.shared.store.set_paused(&sub.id, None)?;
+        sub.set_paused(None);
+        tracing::info!(subscriber = %sub.id, "subscriber resumed");
+        Ok(())
+    }
+
+    /// Whether `id` is a configured subscriber.
+    pub fn contains(&self, id: &str) -> bool {
+        self.get(id).is_ok()
+    }
+
+    /// Live figures of every configured subscriber, by id.
+    pub fn stats(&self) -> Vec<SubscriberStats> {
+        let subs: Vec<Arc<Subscriber>> = self.shared.subscribers.read().values().cloned().collect();
+        subs.iter().map(|s| self.stats_of_sub(s)).collect()
+    }
+
+    /// Live figures of one subscriber.
+    pub fn stats_of(&self, id: &str) -> Result<SubscriberStats, DispatchError> {
+        Ok(self.stats_of_sub(&*self.get(id)?))
+    }
+
+    fn stats_of_sub(&self, sub: &Subscriber) -> SubscriberStats {
+        let settings = sub.settings();
+        SubscriberStats {
+            id: sub.id.clone(),
+            url: settings.config.url.to_string(),
+            events: settings.config.events.to_vec(),
+            max_in_flight: settings.config.max_in_flight,
+            effective_limit: sub.effective_limit(),
+            in_flight: sub.in_flight(),
+            error_rate: sub.error_rate(),
+            paused_reason: sub.paused_reason(),
+            counts: self.shared.store.counts(&sub.id),
+        }
+    }
+
+    /// Applies a new subscriber set. Every endpoint is built first: if any fails, nothing
+    /// changes. Changed limits apply to new requests; in-flight ones finish as they started.
+    pub fn reload(&self, configs: Vec<SubscriberConfig>) -> Result<ReloadReport, DispatchError> {
+        let built = configs
+            .into_iter()
+            .map(|c| Settings::build(c, &self.shared.client))
+            .collect::<Result<Vec<_>, _>>()?;
+        let paused: HashMap<SubscriberId, String> =
+            self.shared.store.paused()?.into_iter().collect();
+        let mut report = ReloadReport::default();
+        {
+            let mut map = self.shared.subscribers.write();
+            let mut next = BTreeMap::new();
+            for settings in built {
+                let id = settings.config.id.clone();
+                let sub = match map.remove(&id) {
+                    Some(existing) => {
+                        existing.replace_settings(settings);
+                        existing
+                    }
+                    None => {
+                        report.added.push(id.clone());
+                        self.spawn_subscriber(settings, paused.get(&id).cloned())
+                    }
+                };
+                next.insert(id, sub);
+            }
+            for (id, old) in std::mem::take(&mut *map) {
+                old.stop.cancel();
+                report.removed.push(id);
+            }
+            report.subscribers = next.len();
+            *self.shared.routes.write() = Arc::new(Routes::build(&next));
+            *map = next;
+        }
+        report.orphaned = self.report_orphans();
+        tracing::info!(
+            subscribers = report.subscribers,
+            added = ?report.added,
+            removed = ?report.removed,
+            "subscribers reloaded"
+        );
+        Ok(report)
+    }
+
+    /// Logs (and returns) stored deliveries waiting for subscribers that are not configured.
+    fn report_orphans(&self) -> Vec<(SubscriberId, u64)> {
+        let map = self.shared.subscribers.read();
+        let orphans: Vec<(SubscriberId, u64)> = self
+            .shared
+            .store
+            .all_counts()
+            .into_iter()
+            .filter(|(id, c)| !map.contains_key(id) && c.pending + c.in_flight > 0)
+            .map(|(id, c)| (id, c.pending + c.in_flight))
+            .collect();
+        for (id, queued) in &orphans {
+            tracing::warn!(subscriber = %id, queued, "deliveries are queued for a subscriber that is not configured; they are kept until it is configured again");
+        }
+        orphans
+    }
+
+    /// Stops claiming, lets in-flight attempts finish within `grace`, then gives back the
+    /// leases of any still running (they are sent again at the next start).
+    pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
+        self.shared.stop.cancel();
+        self.shared.tasks.close();
+        let drained = tokio::time::timeout(grace, self.shared.tasks.wait())
+            .await
+            .is_ok();
+        if !drained {
+            tracing::warn!(?grace, "grace period over; releasing unfinished attempts");
+            self.shared.hard_stop.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.shared.tasks.wait()).await;
+        }
+        ShutdownReport { drained }
+    }
+}

@@ -1,0 +1,246 @@
+//! Admin endpoints: subscribers, deliveries, dead-letter retry and redrive, reload, health.
+
+use std::sync::atomic::Ordering;
+
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use herald_core::{DeliveryId, DeliveryStatus, ListQuery, SubscriberId, UnixMillis};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::views::{DeliveryView, SubscriberView};
+use crate::ApiState;
+
+/// Default and largest page size of `GET /v1/deliveries`.
+const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: usize = 1000;
+
+fn delivery_id(raw: &str) -> Result<DeliveryId, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::not_found("not_found", format!("no delivery with id {raw:?}")))
+}
+
+/// `GET /healthz`: the process is up.
+pub(crate) async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: accepting events.
+pub(crate) async fn readyz(State(state): State<ApiState>) -> Response {
+    if state.inner.accepting.load(Ordering::Acquire) {
+        Json(json!({"status": "ready"})).into_response()
+    } else {
+        ApiError::shutting_down().into_response()
+    }
+}
+
+/// `GET /v1/subscribers`.
+pub(crate) async fn list_subscribers(State(state): State<ApiState>) -> Json<Vec<SubscriberView>> {
+    let stats = state.inner.dispatcher.stats();
+    Json(stats.iter().map(SubscriberView::from).collect())
+}
+
+/// `GET /v1/subscribers/{id}`.
+pub(crate) async fn get_subscriber(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<SubscriberView>, ApiError> {
+    let stats = state.inner.dispatcher.stats_of(&id)?;
+    Ok(Json(SubscriberView::from(&stats)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PauseIn {
+    reason: Option<String>,
+}
+
+/// `POST /v1/subscribers/{id}/pause` with an optional `{"reason": "..."}`.
+pub(crate) async fn pause(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<SubscriberView>, ApiError> {
+    let reason = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        serde_json::from_slice::<PauseIn>(&body)
+            .map_err(|e| ApiError::invalid_json(format!("invalid pause request: {e}")))?
+            .reason
+    };
+    let reason = reason.unwrap_or_else(|| "paused by an operator".to_owned());
+    state.inner.dispatcher.pause(&id, &reason)?;
+    get_subscriber(State(state), Path(id)).await
+}
+
+/// `POST /v1/subscribers/{id}/resume`.
+pub(crate) async fn resume(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<SubscriberView>, ApiError> {
+    state.inner.dispatcher.resume(&id)?;
+    get_subscriber(State(state), Path(id)).await
+}
+
+/// `POST /v1/subscribers/{id}/redrive`: every dead delivery of the subscriber back to pending.
+pub(crate) async fn redrive(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let sub = SubscriberId::new(&id).map_err(|_| {
+        ApiError::not_found(
+            "unknown_subscriber",
+            format!("no subscriber with id {id:?} is configured"),
+        )
+    })?;
+    if !state.inner.dispatcher.contains(&id) && state.inner.store.counts(&sub).dead == 0 {
+        return Err(ApiError::not_found(
+            "unknown_subscriber",
+            format!("no subscriber with id {id:?} is configured"),
+        ));
+    }
+    let n = state.inner.store.redrive(&sub, UnixMillis::now())?;
+    state.inner.store.sync().await?;
+    state.inner.dispatcher.notify(&sub);
+    Ok(Json(json!({"subscriber": id, "redriven": n})))
+}
+
+/// `GET /v1/deliveries/{id}`.
+pub(crate) async fn get_delivery(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<DeliveryView>, ApiError> {
+    let id = delivery_id(&id)?;
+    let details = state
+        .inner
+        .store
+        .get(id)?
+        .ok_or_else(|| ApiError::not_found("not_found", format!("no delivery with id {id}")))?;
+    Ok(Json(DeliveryView::from(&details)))
+}
+
+/// `POST /v1/deliveries/{id}/retry`: a dead delivery back to pending.
+pub(crate) async fn retry_delivery(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<DeliveryView>, ApiError> {
+    let id = delivery_id(&id)?;
+    let record = state.inner.store.retry_dead(id, UnixMillis::now())?;
+    state.inner.store.sync().await?;
+    state.inner.dispatcher.notify(&record.subscriber);
+    let details = state.inner.store.get(id)?;
+    let view = match &details {
+        Some(d) => DeliveryView::from(d),
+        None => DeliveryView::new(&record, &[]),
+    };
+    Ok(Json(view))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ListParams {
+    subscriber: Option<String>,
+    status: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// `GET /v1/deliveries?subscriber=&status=&limit=&cursor=`.
+pub(crate) async fn list_deliveries(
+    State(state): State<ApiState>,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let subscriber = match p.subscriber.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) => Some(SubscriberId::new(s).map_err(|e| ApiError::bad_request(e.to_string()))?),
+        None => None,
+    };
+    let status = match p.status.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) => Some(s.parse::<DeliveryStatus>().map_err(ApiError::bad_request)?),
+        None => None,
+    };
+    let limit = match p.limit.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("limit must be a number from 1 to {MAX_PAGE}"))
+            })?,
+        None => DEFAULT_PAGE,
+    };
+    let cursor = match p.cursor.as_deref().filter(|s| !s.is_empty()) {
+        Some(c) => Some(
+            c.parse::<DeliveryId>()
+                .map_err(|_| ApiError::bad_request(format!("invalid cursor {c:?}")))?,
+        ),
+        None => None,
+    };
+    let page = state.inner.store.list(&ListQuery {
+        subscriber,
+        status,
+        limit,
+        cursor,
+    })?;
+    let mut items = Vec::with_capacity(page.deliveries.len());
+    for record in &page.deliveries {
+        let attempts = state
+            .inner
+            .store
+            .get(record.id)?
+            .map(|d| d.attempts)
+            .unwrap_or_default();
+        items.push(DeliveryView::new(record, &attempts));
+    }
+    Ok(Json(json!({
+        "deliveries": items,
+        "next_cursor": page.next_cursor.map(|c| c.to_string()),
+    })))
+}
+
+/// `POST /v1/reload`: re-reads the subscriber folder; an invalid config changes nothing.
+pub(crate) async fn reload(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let Some(reload) = state.inner.reload.clone() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "reload_unavailable",
+            "this Herald instance was started without a config file to reload",
+        ));
+    };
+    let outcome = tokio::task::spawn_blocking(move || reload())
+        .await
+        .map_err(|e| ApiError::internal("reload task failed", &e))?;
+    match outcome {
+        Ok(report) => {
+            let orphaned: Vec<_> = report
+                .orphaned
+                .iter()
+                .map(|(id, n)| json!({"subscriber": id.as_str(), "queued": n}))
+                .collect();
+            Ok(Json(json!({
+                "subscribers": report.subscribers,
+                "added": report.added,
+                "removed": report.removed,
+                "orphaned": orphaned,
+            }))
+            .into_response())
+        }
+        Err(message) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_config",
+            format!("the new configuration was rejected and the running one kept: {message}"),
+        )),
+    }
+}
+
+/// Any other path.
+pub(crate) async fn fallback() -> ApiError {
+    ApiError::not_found(
+        "not_found",
+        "no such endpoint; see the API reference in the README",
+    )
+}

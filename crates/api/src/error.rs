@@ -1,0 +1,125 @@
+//! [`ApiError`]: every failure the API answers, as `{"error": code, "message": sentence}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use herald_core::StoreError;
+use herald_dispatcher::DispatchError;
+use serde::Serialize;
+
+/// An API failure with its status, a stable code and a human sentence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable machine-readable code.
+    pub code: &'static str,
+    /// Human-readable sentence.
+    pub message: String,
+}
+
+#[derive(Serialize)]
+pub(crate) struct ErrorBody<'a> {
+    pub(crate) error: &'a str,
+    pub(crate) message: &'a str,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+    pub(crate) fn invalid_json(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_json", message)
+    }
+    pub(crate) fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, message)
+    }
+    pub(crate) fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than the limit of {limit} bytes"),
+        )
+    }
+    pub(crate) fn shutting_down() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "Herald is shutting down and accepts no new events; retry against another instance or after restart",
+        )
+    }
+    pub(crate) fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or invalid bearer token (send Authorization: Bearer <api_token>)",
+        )
+    }
+    pub(crate) fn internal(context: &str, cause: &dyn std::fmt::Display) -> Self {
+        // The cause is logged in full; the client gets a stable sentence.
+        tracing::error!(error = %cause, "{context}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("{context}; see the Herald logs"),
+        )
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(id) => {
+                Self::not_found("not_found", format!("no delivery with id {id}"))
+            }
+            StoreError::InvalidState { id, actual, .. } => Self::new(
+                StatusCode::CONFLICT,
+                "invalid_state",
+                format!(
+                    "delivery {id} is {}, only dead deliveries can be retried",
+                    actual.as_str()
+                ),
+            ),
+            StoreError::Full(cause) => {
+                tracing::error!(error = %cause, "storage is full; refusing to acknowledge");
+                Self::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "storage_full",
+                    "the event store is out of disk space; nothing was accepted",
+                )
+            }
+            StoreError::Closed => Self::shutting_down(),
+            other => Self::internal("storage failed", &other),
+        }
+    }
+}
+
+impl From<DispatchError> for ApiError {
+    fn from(e: DispatchError) -> Self {
+        match e {
+            DispatchError::UnknownSubscriber(id) => Self::not_found(
+                "unknown_subscriber",
+                format!("no subscriber with id {id:?} is configured"),
+            ),
+            DispatchError::Store(s) => s.into(),
+            other => Self::internal("dispatcher failed", &other),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: self.code,
+            message: &self.message,
+        };
+        (self.status, Json(body)).into_response()
+    }
+}

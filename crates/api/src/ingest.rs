@@ -1,0 +1,211 @@
+//! Event ingest: `POST /v1/events` and `POST /v1/events/batch`.
+//!
+//! The payload is kept as the exact bytes the producer sent (a `RawValue` slice of the request
+//! body, no re-serialisation), stored once, and answered with `202` only after the store's
+//! durability barrier (`sync`, group-committed with every concurrent request) has completed.
+
+use std::sync::atomic::Ordering;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use herald_core::{EnqueueReceipt, NewEvent, SubscriberId, UnixMillis};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::error::{ApiError, ErrorBody};
+use crate::ApiState;
+
+/// Most events in one batch request.
+pub const MAX_BATCH_EVENTS: usize = 1000;
+/// Longest accepted `event_type` and `idempotency_key`, in bytes.
+const MAX_NAME_LEN: usize = 256;
+/// Room for the envelope around a payload of `max_payload_bytes`.
+const ENVELOPE_SLACK: usize = 64 * 1024;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventIn<'a> {
+    event_type: String,
+    #[serde(borrow)]
+    payload: &'a RawValue,
+    #[serde(default)]
+    subscriber: Option<String>,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchIn<'a> {
+    #[serde(borrow)]
+    events: Vec<&'a RawValue>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum BatchItem<'a> {
+    Accepted(&'a EnqueueReceipt),
+    Failed(ErrorBody<'a>),
+}
+
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::payload_too_large(limit));
+    }
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::payload_too_large(limit))
+}
+
+/// Parses and validates one event; resolves its subscribers. `body` is the buffer `raw` points
+/// into, so the payload is a zero-copy slice of it.
+fn prepare(
+    state: &ApiState,
+    body: &Bytes,
+    raw: &[u8],
+    now: UnixMillis,
+) -> Result<NewEvent, ApiError> {
+    let event: EventIn<'_> = serde_json::from_slice(raw)
+        .map_err(|e| ApiError::invalid_json(format!("invalid event: {e}")))?;
+    if event.event_type.is_empty() || event.event_type.len() > MAX_NAME_LEN {
+        return Err(ApiError::bad_request(format!(
+            "event_type must be 1 to {MAX_NAME_LEN} bytes"
+        )));
+    }
+    if event.event_type.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "event_type must not contain control characters",
+        ));
+    }
+    if let Some(key) = &event.idempotency_key {
+        if key.is_empty() || key.len() > MAX_NAME_LEN {
+            return Err(ApiError::bad_request(format!(
+                "idempotency_key must be 1 to {MAX_NAME_LEN} bytes"
+            )));
+        }
+    }
+    let payload = event.payload.get().as_bytes();
+    if payload.len() > state.inner.max_payload_bytes {
+        return Err(ApiError::payload_too_large(state.inner.max_payload_bytes));
+    }
+    let subscribers: Vec<SubscriberId> = state
+        .inner
+        .dispatcher
+        .route(&event.event_type, event.subscriber.as_deref())?;
+    Ok(NewEvent {
+        event_type: event.event_type,
+        payload: body.slice_ref(payload),
+        subscribers,
+        idempotency_key: event.idempotency_key,
+        received_at: now,
+    })
+}
+
+/// Stores events, waits until they are durable, then wakes their subscribers' pumps.
+async fn commit(state: &ApiState, events: Vec<NewEvent>) -> Result<Vec<EnqueueReceipt>, ApiError> {
+    let store = &state.inner.store;
+    let receipts = store.enqueue(events)?;
+    store.sync().await?;
+    let mut fresh = 0u64;
+    for r in receipts.iter().filter(|r| !r.duplicate) {
+        fresh += 1;
+        for d in &r.deliveries {
+            state.inner.dispatcher.notify(&d.subscriber);
+        }
+    }
+    metrics::counter!("herald_events_ingested_total").increment(fresh);
+    Ok(receipts)
+}
+
+fn check_accepting(state: &ApiState) -> Result<(), ApiError> {
+    if state.inner.accepting.load(Ordering::Acquire) {
+        Ok(())
+    } else {
+        Err(ApiError::shutting_down())
+    }
+}
+
+/// `POST /v1/events`.
+pub(crate) async fn ingest_one(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    check_accepting(&state)?;
+    let body = read_body(
+        &headers,
+        body,
+        state.inner.max_payload_bytes + ENVELOPE_SLACK,
+    )
+    .await?;
+    let event = prepare(&state, &body, &body, UnixMillis::now())?;
+    let mut receipts = commit(&state, vec![event]).await?;
+    let receipt = receipts
+        .pop()
+        .ok_or_else(|| ApiError::internal("storage returned no receipt", &"empty receipt list"))?;
+    Ok((StatusCode::ACCEPTED, Json(receipt)).into_response())
+}
+
+/// `POST /v1/events/batch`: each item succeeds or fails on its own; results keep the order.
+pub(crate) async fn ingest_batch(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    check_accepting(&state)?;
+    let limit = state.inner.batch_body_limit();
+    let body = read_body(&headers, body, limit).await?;
+    let batch: BatchIn<'_> = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid_json(format!("invalid batch: {e}")))?;
+    if batch.events.len() > MAX_BATCH_EVENTS {
+        return Err(ApiError::bad_request(format!(
+            "a batch holds at most {MAX_BATCH_EVENTS} events, this one has {}",
+            batch.events.len()
+        )));
+    }
+    let now = UnixMillis::now();
+    let mut events = Vec::with_capacity(batch.events.len());
+    let slots: Vec<Option<ApiError>> = batch
+        .events
+        .iter()
+        .map(
+            |raw| match prepare(&state, &body, raw.get().as_bytes(), now) {
+                Ok(event) => {
+                    events.push(event);
+                    None
+                }
+                Err(e) => Some(e),
+            },
+        )
+        .collect();
+    let receipts = if events.is_empty() {
+        Vec::new()
+    } else {
+        commit(&state, events).await?
+    };
+    let mut receipts = receipts.iter();
+    let results = slots
+        .iter()
+        .map(|slot| match slot {
+            Some(e) => Ok(BatchItem::Failed(ErrorBody {
+                error: e.code,
+                message: &e.message,
+            })),
+            None => receipts.next().map(BatchItem::Accepted).ok_or_else(|| {
+                ApiError::internal(
+                    "storage returned too few receipts",
+                    &"receipt count mismatch",
+                )
+            }),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let body = serde_json::json!({ "results": results });
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}

@@ -1,0 +1,76 @@
+//! `GET /metrics`: Prometheus text.
+//!
+//! Counters and histograms are recorded where things happen (ingest, attempts). Gauges that
+//! describe state (`herald_queue_depth`, `herald_in_flight`, `herald_effective_limit`) are set
+//! from the dispatcher's live figures and the store's incremental counts at scrape time, so the
+//! hot path never touches them and no scrape scans storage.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::error::ApiError;
+use crate::ApiState;
+
+/// Buckets of `herald_attempt_duration_seconds`.
+const ATTEMPT_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Installs the process-wide Prometheus recorder. Call once, before the dispatcher starts (its
+/// metric handles bind to the recorder installed at that moment).
+pub fn install_recorder() -> Result<PrometheusHandle, String> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("herald_attempt_duration_seconds".to_owned()),
+            ATTEMPT_BUCKETS,
+        )
+        .map_err(|e| e.to_string())?
+        .install_recorder()
+        .map_err(|e| e.to_string())
+}
+
+pub(crate) async fn render(State(state): State<ApiState>) -> Response {
+    let Some(handle) = state.inner.metrics.as_ref() else {
+        return ApiError::not_found("metrics_disabled", "no metrics recorder is installed")
+            .into_response();
+    };
+    for s in state.inner.dispatcher.stats() {
+        let id = s.id.to_string();
+        metrics::gauge!("herald_in_flight", "subscriber" => id.clone()).set(f64::from(s.in_flight));
+        metrics::gauge!("herald_effective_limit", "subscriber" => id.clone())
+            .set(f64::from(s.effective_limit));
+        metrics::gauge!("herald_max_in_flight", "subscriber" => id.clone())
+            .set(f64::from(s.max_in_flight));
+        metrics::gauge!("herald_error_rate", "subscriber" => id.clone()).set(s.error_rate);
+        metrics::gauge!("herald_paused", "subscriber" => id).set(if s.paused_reason.is_some() {
+            1.0
+        } else {
+            0.0
+        });
+    }
+    for (sub, c) in state.inner.store.all_counts() {
+        let id = sub.to_string();
+        for (st, n) in [
+            ("pending", c.pending),
+            ("in_flight", c.in_flight),
+            ("delivered", c.delivered),
+            ("dead", c.dead),
+        ] {
+            metrics::gauge!("herald_queue_depth", "subscriber" => id.clone(), "state" => st)
+                .set(n as f64);
+        }
+    }
+    if let Ok(bytes) = state.inner.store.size_on_disk() {
+        metrics::gauge!("herald_store_bytes").set(bytes as f64);
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        handle.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,132 @@
+//! One attempt of one delivery: send, decide the outcome, record it, feed the throttle.
+
+use std::sync::Arc;
+
+use herald_core::{AttemptRecord, ClaimedDelivery, Outcome, UnixMillis};
+use herald_delivery::{retry, AttemptRequest, AttemptResult, Verdict};
+use tracing::Instrument;
+
+use crate::subscriber::{InFlightGuard, Settings, Subscriber};
+use crate::Shared;
+
+/// The reason recorded when a subscriber answers `410 Gone`.
+pub const GONE_REASON: &str =
+    "endpoint answered 410 Gone (retired); resume to deliver again";
+
+pub(crate) async fn run(
+    sub: Arc<Subscriber>,
+    settings: Arc<Settings>,
+    shared: Arc<Shared>,
+    delivery: ClaimedDelivery,
+    _slot: InFlightGuard,
+) {
+    let span = tracing::info_span!(
+        "attempt",
+        subscriber = %sub.id,
+        delivery_id = %delivery.id,
+        attempt = delivery.attempt,
+        status = tracing::field::Empty,
+        duration_ms = tracing::field::Empty,
+    );
+    async {
+        let request = AttemptRequest {
+            delivery_id: delivery.id,
+            attempt: delivery.attempt,
+            payload: delivery.payload.clone(),
+        };
+        let result = tokio::select! {
+            r = settings.endpoint.attempt(request) => r,
+            () = shared.hard_stop.cancelled() => {
+                // Shutdown grace ran out: give the lease back, the next start sends it again.
+                release(&shared, &delivery);
+                return;
+            }
+        };
+        let duration_ms = u64::try_from(result.duration.as_millis()).unwrap_or(u64::MAX);
+        let span = tracing::Span::current();
+        if let Some(code) = result.status_code {
+            span.record("status", code);
+        }
+        span.record("duration_ms", duration_ms);
+        sub.metrics
+            .attempt_seconds
+            .record(result.duration.as_secs_f64());
+
+        let outcome = decide(&sub, &settings, &shared, &delivery, &result);
+        let record = AttemptRecord {
+            attempt: delivery.attempt,
+            at: result.started_at,
+            status_code: result.status_code,
+            error: result.error.clone(),
+            duration_ms,
+        };
+        if let Err(e) = shared.store.finish_attempt(delivery.id, record, outcome) {
+            // The lease stays; a restart makes the delivery due again (at-least-once).
+            tracing::error!(error = %e, "recording the attempt failed");
+        }
+        sub.record_outcome(matches!(result.verdict, Verdict::Success));
+    }
+    .instrument(span)
+    .await;
+}
+
+fn decide(
+    sub: &Subscriber,
+    settings: &Settings,
+    shared: &Shared,
+    delivery: &ClaimedDelivery,
+    result: &AttemptResult,
+) -> Outcome {
+    let error = result.error.as_deref().unwrap_or("");
+    match result.verdict {
+        Verdict::Success => {
+            sub.metrics.delivered.increment(1);
+            tracing::debug!("delivered");
+            Outcome::Delivered
+        }
+        Verdict::Gone => {
+            sub.metrics.gone.increment(1);
+            tracing::warn!("subscriber answered 410 Gone: pausing it");
+            if let Err(e) = shared.store.set_paused(&sub.id, Some(GONE_REASON)) {
+                tracing::error!(error = %e, "persisting the pause failed");
+            }
+            sub.set_paused(Some(GONE_REASON.to_owned()));
+            // Waits (not dies) until an operator resumes the subscriber.
+            Outcome::RetryAt(UnixMillis::now())
+        }
+        Verdict::Failure => {
+            let now = UnixMillis::now();
+            let next = retry::next_attempt_at(
+                &settings.config.retry,
+                delivery.attempt,
+                delivery.created_at,
+                now,
+                result.retry_after,
+                &mut rand::rng(),
+            );
+            match next {
+                Some(at) => {
+                    sub.metrics.retried.increment(1);
+                    tracing::info!(
+                        error,
+                        retry_in_ms = at.0.saturating_sub(now.0),
+                        "attempt failed; retry scheduled"
+                    );
+                    Outcome::RetryAt(at)
+                }
+                None => {
+                    sub.metrics.dead.increment(1);
+                    tracing::warn!(error, "attempt failed; no attempts left: dead-lettered");
+                    Outcome::Dead
+                }
+            }
+        }
+    }
+}
+
+/// Gives a claimed delivery back, due now.
+pub(crate) fn release(shared: &Shared, delivery: &ClaimedDelivery) {
+    if let Err(e) = shared.store.release(delivery.id, UnixMillis::now()) {
+        tracing::error!(delivery_id = %delivery.id, error = %e, "releasing a lease failed; it is recovered at the next start");
+    }
+}

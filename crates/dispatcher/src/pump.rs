@@ -1,0 +1,126 @@
+//! The pump: one task per subscriber that turns its ready queue into attempts.
+//!
+//! The stages a delivery passes, in order:
+//!
+//! 1. **pause gate**: a paused subscriber claims nothing;
+//! 2. **concurrency**: claim only while `in_flight < effective_limit` (the throttle's current
+//!    limit, never above `max_in_flight`); waiting deliveries stay in the persistent queue;
+//! 3. **claim** due deliveries from the store's per-subscriber ready index (a lease);
+//! 4. **rate limit**: wait for the subscriber's governor limiter, if any (one claim at a time
+//!    then, so nothing sits leased while it waits);
+//! 5. **attempt** (see [`crate::attempt`]): HTTP with the per-attempt timeout, then the outcome,
+//!    the retry schedule and the throttle feedback.
+//!
+//! An idle pump waits on its `Notify` (new work, freed capacity, resume, reload) or on a timer
+//! set to the earliest scheduled retry: no polling, no CPU.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_core::UnixMillis;
+
+use crate::attempt;
+use crate::subscriber::Subscriber;
+use crate::Shared;
+
+/// Most deliveries claimed in one store call.
+const CLAIM_BATCH: u32 = 128;
+
+/// A lease outlasts the attempt's longest possible duration (timeout, token fetch, 401 resend)
+/// by this much, so a slow attempt is never handed out twice.
+pub(crate) const LEASE_MARGIN: Duration = Duration::from_secs(30);
+
+/// Pause before trying again after a storage error.
+const STORE_ERROR_BACKOFF: Duration = Duration::from_secs(1);
+
+pub(crate) async fn run(sub: Arc<Subscriber>, shared: Arc<Shared>) {
+    tracing::debug!(subscriber = %sub.id, "pump started");
+    loop {
+        if sub.stop.is_cancelled() {
+            break;
+        }
+        if sub.is_paused() {
+            if wait(&sub, None).await.is_break() {
+                break;
+            }
+            continue;
+        }
+        let limit = sub.effective_limit();
+        let in_flight = sub.in_flight();
+        if in_flight >= limit {
+            if wait(&sub, None).await.is_break() {
+                break;
+            }
+            continue;
+        }
+        let settings = sub.settings();
+        let room = if settings.limiter.is_some() {
+            1
+        } else {
+            (limit - in_flight).min(CLAIM_BATCH)
+        };
+        let now = UnixMillis::now();
+        let lease_until = now.plus(settings.endpoint.max_attempt_duration() + LEASE_MARGIN);
+        let claimed = match shared.store.claim(&sub.id, now, lease_until, room as usize) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(subscriber = %sub.id, error = %e, "claim failed");
+                if wait(&sub, Some(STORE_ERROR_BACKOFF)).await.is_break() {
+                    break;
+                }
+                continue;
+            }
+        };
+        if claimed.is_empty() {
+            let sleep = match shared.store.next_due(&sub.id) {
+                Ok(Some(due)) if due > now => Some(due.since(now)),
+                Ok(Some(_)) => continue, // became due between claim and peek
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::error!(subscriber = %sub.id, error = %e, "reading next due time failed");
+                    Some(STORE_ERROR_BACKOFF)
+                }
+            };
+            if wait(&sub, sleep).await.is_break() {
+                break;
+            }
+            continue;
+        }
+        for delivery in claimed {
+            if let Some(limiter) = &settings.limiter {
+                tokio::select! {
+                    () = limiter.until_ready() => {}
+                    () = sub.stop.cancelled() => {
+                        attempt::release(&shared, &delivery);
+                        continue;
+                    }
+                }
+            }
+            let slot = sub.start_attempt();
+            shared.tasks.spawn(attempt::run(
+                Arc::clone(&sub),
+                Arc::clone(&settings),
+                Arc::clone(&shared),
+                delivery,
+                slot,
+            ));
+        }
+    }
+    tracing::debug!(subscriber = %sub.id, "pump stopped");
+}
+
+/// Waits for a wake-up, an optional timeout, or the stop signal.
+async fn wait(sub: &Subscriber, timeout: Option<Duration>) -> std::ops::ControlFlow<()> {
+    use std::ops::ControlFlow::{Break, Continue};
+    match timeout {
+        Some(t) => tokio::select! {
+            () = sub.wake.notified() => Continue(()),
+            () = tokio::time::sleep(t) => Continue(()),
+            () = sub.stop.cancelled() => Break(()),
+        },
+        None => tokio::select! {
+            () = sub.wake.notified() => Continue(()),
+            () = sub.stop.cancelled() => Break(()),
+        },
+    }
+}

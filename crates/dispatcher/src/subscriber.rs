@@ -1,0 +1,192 @@
+//! The runtime state of one subscriber: its current settings, flow-control counters and
+//! metric handles. Each subscriber has its own locks; nothing here is shared across subscribers.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use herald_core::{SubscriberConfig, SubscriberId};
+use herald_delivery::{Endpoint, HttpClient};
+use metrics::{Counter, Histogram};
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::throttle::Throttle;
+use crate::DispatchError;
+
+/// What a subscriber's pump and attempts read, swapped whole on reload.
+pub(crate) struct Settings {
+    pub(crate) config: SubscriberConfig,
+    pub(crate) endpoint: Endpoint,
+    /// A new limiter per reload: governor quotas cannot change in place.
+    pub(crate) limiter: Option<DefaultDirectRateLimiter>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("config", &self.config)
+            .field("rate_limited", &self.limiter.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Settings {
+    pub(crate) fn build(
+        config: SubscriberConfig,
+        client: &HttpClient,
+    ) -> Result<Arc<Self>, DispatchError> {
+        let endpoint =
+            Endpoint::new(&config, client).map_err(|source| DispatchError::Endpoint {
+                subscriber: config.id.clone(),
+                source,
+            })?;
+        let limiter = config
+            .rate_limit
+            .map(|rl| RateLimiter::direct(Quota::per_second(rl.per_second).allow_burst(rl.burst)));
+        Ok(Arc::new(Self {
+            config,
+            endpoint,
+            limiter,
+        }))
+    }
+}
+
+/// Per-subscriber counters and histogram, registered once (labels are the subscriber id and a
+/// fixed set of outcomes, so cardinality is bounded by the subscriber count).
+#[derive(Debug)]
+pub(crate) struct SubscriberMetrics {
+    pub(crate) delivered: Counter,
+    pub(crate) retried: Counter,
+    pub(crate) dead: Counter,
+    pub(crate) gone: Counter,
+    pub(crate) attempt_seconds: Histogram,
+}
+
+impl SubscriberMetrics {
+    fn new(id: &SubscriberId) -> Self {
+        let outcome = |o: &'static str| metrics::counter!("herald_deliveries_total", "subscriber" => id.to_string(), "outcome" => o);
+        Self {
+            delivered: outcome("delivered"),
+            retried: outcome("retry"),
+            dead: outcome("dead"),
+            gone: outcome("gone"),
+            attempt_seconds: metrics::histogram!(
+                "herald_attempt_duration_seconds",
+                "subscriber" => id.to_string()
+            ),
+        }
+    }
+}
+
+/// One subscriber, as the dispatcher runs it.
+#[derive(Debug)]
+pub(crate) struct Subscriber {
+    pub(crate) id: SubscriberId,
+    settings: RwLock<Arc<Settings>>,
+    throttle: Mutex<Throttle>,
+    effective_limit: AtomicU32,
+    in_flight: AtomicU32,
+    paused: RwLock<Option<String>>,
+    /// Wakes the pump: new work, freed capacity, resume, reload.
+    pub(crate) wake: Notify,
+    /// Cancelled when the subscriber is removed or the dispatcher stops.
+    pub(crate) stop: CancellationToken,
+    pub(crate) metrics: SubscriberMetrics,
+}
+
+impl Subscriber {
+    pub(crate) fn new(
+        settings: Arc<Settings>,
+        paused: Option<String>,
+        stop: CancellationToken,
+    ) -> Arc<Self> {
+        let id = settings.config.id.clone();
+        let max = settings.config.max_in_flight;
+        let throttle = Throttle::new(settings.config.throttle.clone(), max, Instant::now());
+        Arc::new(Self {
+            metrics: SubscriberMetrics::new(&id),
+            id,
+            effective_limit: AtomicU32::new(throttle.limit()),
+            throttle: Mutex::new(throttle),
+            settings: RwLock::new(settings),
+            in_flight: AtomicU32::new(0),
+            paused: RwLock::new(paused),
+            wake: Notify::new(),
+            stop,
+        })
+    }
+
+    pub(crate) fn settings(&self) -> Arc<Settings> {
+        self.settings.read().clone()
+    }
+
+    /// Swaps in reloaded settings; in-flight attempts keep the settings they started with.
+    pub(crate) fn replace_settings(&self, settings: Arc<Settings>) {
+        let limit = {
+            let mut t = self.throttle.lock();
+            t.reconfigure(
+                settings.config.throttle.clone(),
+                settings.config.max_in_flight,
+                Instant::now(),
+            );
+            t.limit()
+        };
+        *self.settings.write() = settings;
+        self.effective_limit.store(limit, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    pub(crate) fn effective_limit(&self) -> u32 {
+        self.effective_limit.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn error_rate(&self) -> f64 {
+        self.throttle.lock().error_rate(Instant::now())
+    }
+
+    /// Feeds one attempt's outcome to the throttle.
+    pub(crate) fn record_outcome(&self, success: bool) {
+        let limit = self.throttle.lock().record(success, Instant::now());
+        let before = self.effective_limit.swap(limit, Ordering::AcqRel);
+        if before != limit {
+            tracing::info!(subscriber = %self.id, from = before, to = limit, "effective concurrency limit changed");
+        }
+    }
+
+    /// Takes one in-flight slot; the returned guard gives it back and wakes the pump.
+    pub(crate) fn start_attempt(self: &Arc<Self>) -> InFlightGuard {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlightGuard(Arc::clone(self))
+    }
+
+    pub(crate) fn paused_reason(&self) -> Option<String> {
+        self.paused.read().clone()
+    }
+
+    pub(crate) fn is_paused(&self) -> bool {
+        self.paused.read().is_some()
+    }
+
+    pub(crate) fn set_paused(&self, reason: Option<String>) {
+        *self.paused.write() = reason;
+        self.wake.notify_one();
+    }
+}
+
+/// Holds one in-flight slot of a subscriber until dropped (also on cancellation or panic).
+#[derive(Debug)]
+pub(crate) struct InFlightGuard(Arc<Subscriber>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.wake.notify_one();
+    }
+}

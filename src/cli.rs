@@ -1,0 +1,181 @@
+//! The command line (clap).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Herald: a durable webhook sender.
+///
+/// `herald run` starts the daemon; `herald check` validates a configuration; the other commands
+/// talk to a running daemon's HTTP API.
+#[derive(Debug, Parser)]
+#[command(name = "herald", version, about, long_about = None, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) client: ClientArgs,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// How client commands reach the API.
+#[derive(Debug, Args)]
+pub(crate) struct ClientArgs {
+    /// Base URL of the Herald API (client commands).
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub(crate) url: String,
+    /// API bearer token (client commands), when the daemon sets `api_token`.
+    #[arg(long, global = true, env = "HERALD_API_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, Default)]
+pub(crate) enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ConfigArgs {
+    /// The daemon's config file; subscribers are read from its `subscribers_dir`.
+    #[arg(short, long, default_value = "config/herald.toml")]
+    pub(crate) config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    #[command(flatten)]
+    pub(crate) config: ConfigArgs,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the daemon.
+    ///
+    /// Example: herald run -c config/herald.toml --log-format json
+    Run(RunArgs),
+    /// Validate the configuration; print a summary of the subscribers or every error and exit
+    /// non-zero.
+    ///
+    /// Example: herald check -c config/herald.toml
+    Check(ConfigArgs),
+    /// Send one event (payload from --data, --file, or stdin).
+    ///
+    /// Example: herald send -e PROCESS_STATE_FINISHED -d '{"processId":"42"}' --subscriber acme
+    Send(SendArgs),
+    /// Inspect and retry deliveries.
+    #[command(subcommand)]
+    Deliveries(DeliveriesCommand),
+    /// List subscribers with their live figures (in flight, effective limit, queued, dead).
+    ///
+    /// Example: herald subscribers
+    Subscribers,
+    /// Move every dead delivery of a subscriber back to pending.
+    ///
+    /// Example: herald redrive acme
+    Redrive {
+        /// Subscriber id.
+        subscriber: String,
+    },
+    /// Hold a subscriber's deliveries (they stay queued).
+    ///
+    /// Example: herald pause acme --reason "maintenance until 14:00"
+    Pause {
+        /// Subscriber id.
+        subscriber: String,
+        /// Why (shown in the API).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Release a paused subscriber.
+    ///
+    /// Example: herald resume acme
+    Resume {
+        /// Subscriber id.
+        subscriber: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SendArgs {
+    /// Event type, e.g. PROCESS_STATE_FINISHED.
+    #[arg(short, long)]
+    pub(crate) event_type: String,
+    /// JSON payload.
+    #[arg(short, long, conflicts_with = "file")]
+    pub(crate) data: Option<String>,
+    /// Read the JSON payload from this file.
+    #[arg(short, long)]
+    pub(crate) file: Option<PathBuf>,
+    /// Deliver to this subscriber only (default: every subscriber of the event type).
+    #[arg(short, long)]
+    pub(crate) subscriber: Option<String>,
+    /// Idempotency key: sending the same key again creates nothing.
+    #[arg(short, long)]
+    pub(crate) idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DeliveriesCommand {
+    /// Show one delivery with its attempts.
+    ///
+    /// Example: herald deliveries get 0192f0c4-…
+    Get {
+        /// Delivery id.
+        id: String,
+    },
+    /// List deliveries, newest last, filtered.
+    ///
+    /// Example: herald deliveries list --subscriber acme --status dead --limit 50
+    List {
+        /// Only this subscriber.
+        #[arg(long)]
+        subscriber: Option<String>,
+        /// pending, in_flight, delivered or dead.
+        #[arg(long)]
+        status: Option<String>,
+        /// Page size (1..=1000).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Resume after this cursor (the previous page's next_cursor).
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Move a dead delivery back to pending.
+    ///
+    /// Example: herald deliveries retry 0192f0c4-…
+    Retry {
+        /// Delivery id.
+        id: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_defaults_to_shipped_config() {
+        let cli = Cli::try_parse_from(["herald", "run"]).expect("parses");
+        match cli.command {
+            Command::Run(args) => {
+                assert_eq!(args.config.config, PathBuf::from("config/herald.toml"))
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! Client commands: thin wrappers over the HTTP API that print its JSON answers.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+
+use crate::cli::{ClientArgs, Command, DeliveriesCommand, SendArgs};
+
+pub(crate) fn run(args: &ClientArgs, command: Command) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("herald: cannot start a runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(execute(args, command)) {
+        Ok(body) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&body).unwrap_or_else(|_| body.to_string())
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("herald: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<String>,
+    ) -> anyhow::Result<Value> {
+        let url = format!("{}{}", self.base.trim_end_matches('/'), path);
+        let mut req = self.http.request(method, &url);
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body);
+        }
+        let res = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the Herald API at {}", self.base))?;
+        let status = res.status();
+        let text = res.text().await.context("reading the API answer")?;
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if !status.is_success() {
+            let message = value
+                .get("message")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .unwrap_or_else(|| value.to_string());
+            bail!("{status}: {message}");
+        }
+        Ok(value)
+    }
+}
+
+fn encode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[derive(serde::Serialize)]
+struct EventOut<'a> {
+    event_type: &'a str,
+    payload: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subscriber: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    idempotency_key: Option<&'a str>,
+}
+
+/// The request body of `send`, with the payload exactly as given (not re-serialised).
+fn send_body(args: &SendArgs) -> anyhow::Result<String> {
+    let raw = match (&args.data, &args.file) {
+        (Some(d), _) => d.clone(),
+        (None, Some(f)) => {
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?
+        }
+        (None, None) => {
+            std::io::read_to_string(std::io::stdin()).context("reading the payload from stdin")?
+        }
+    };
+    let payload: &RawValue =
+        serde_json::from_str(raw.trim()).context("the payload is not valid JSON")?;
+    let body = EventOut {
+        event_type: &args.event_type,
+        payload,
+        subscriber: args.subscriber.as_deref(),
+        idempotency_key: args.idempotency_key.as_deref(),
+    };
+    Ok(serde_json::to_string(&body)?)
+}
+
+async fn execute(args: &ClientArgs, command: Command) -> anyhow::Result<Value> {
+    use reqwest::Method;
+    let api = Api {
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .context("building the HTTP client")?,
+        base: args.url.clone(),
+        token: args.token.clone(),
+    };
+    match command {
+        Command::Send(send) => {
+            api.call(Method::POST, "/v1/events", Some(send_body(&send)?))
+                .await
+        }
+        Command::Subscribers => api.call(Method::GET, "/v1/subscribers", None).await,
+        Command::Redrive { subscriber } => {
+            api.call(
+                Method::POST,
+                &format!("/v1/subscribers/{}/redrive", encode(&subscriber)),
+                None,
+            )
+            .await
+        }
+        Command::Pause { subscriber, reason } => {
+            let body = reason.map(|r| json!({ "reason": r }).to_string());
+            api.call(
+                Method::POST,
+                &format!("/v1/subscribers/{}/pause", encode(&subscriber)),
+                body,
+            )
+            .await
+        }
+        Command::Resume { subscriber } => {
+            api.call(
+                Method::POST,
+                &format!("/v1/subscribers/{}/resume", encode(&subscriber)),
+                None,
+            )
+            .await
+        }
+        Command::Deliveries(DeliveriesCommand::Get { id }) => {
+            api.call(
+                Method::GET,
+                &format!("/v1/deliveries/{}", encode(&id)),
+                None,
+            )
+            .await
+        }
+        Command::Deliveries(DeliveriesCommand::Retry { id }) => {
+            api.call(
+                Method::POST,
+                &format!("/v1/deliveries/{}/retry", encode(&id)),
+                None,
+            )
+            .await
+        }
+        Command::Deliveries(DeliveriesCommand::List {
+            subscriber,
+            status,
+            limit,
+            cursor,
+        }) => {
+            let mut query = Vec::new();
+            if let Some(s) = subscriber {
+                query.push(format!("subscriber={}", encode(&s)));
+            }
+            if let Some(s) = status {
+                query.push(format!("status={}", encode(&s)));
+            }
+            if let Some(l) = limit {
+                query.push(format!("limit={l}"));
+            }
+            if let Some(c) = cursor {
+                query.push(format!("cursor={}", encode(&c)));
+            }
+            let path = if query.is_empty() {
+                "/v1/deliveries".to_owned()
+            } else {
+                format!("/v1/deliveries?{}", query.join("&"))
+            };
+            api.call(Method::GET, &path, None).await
+        }
+        Command::Run(_) | Command::Check(_) => bail!("not a client command"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_are_percent_encoded() {
+        assert_eq!(encode("acme-1.eu_x"), "acme-1.eu_x");
+        assert_eq!(encode("a/b c"), "a%2Fb%20c");
+    }
+
+    #[test]
+    fn send_keeps_the_payload_verbatim() {
+        let args = SendArgs {
+            event_type: "X".into(),
+            data: Some(r#"{"b": 1,  "a":[1.50]}"#.into()),
+            file: None,
+            subscriber: Some("acme".into()),
+            idempotency_key: None,
+        };
+        let text = send_body(&args).unwrap_or_default();
+        assert!(text.contains(r#"{"b": 1,  "a":[1.50]}"#), "{text}");
+        assert!(send_body(&SendArgs {
+            data: Some("{nope".into()),
+            ..args
+        })
+        .is_err());
+    }
+}

@@ -1,0 +1,239 @@
+//! `herald run` and `herald check`.
+//!
+//! Start-up order: config → metrics recorder → store (sled) → HTTP client → dispatcher → API.
+//! Shutdown order (SIGTERM/SIGINT): stop intake (503) → drain in-flight attempts within
+//! `[shutdown] grace` → release what is left → flush the store → stop the HTTP server → exit 0.
+
+use std::future::IntoFuture;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use herald_api::{ApiOptions, ApiState, ReloadFn};
+use herald_config::HeraldConfig;
+use herald_core::{AuthConfig, DeliveryStore, SigningScheme, UnixMillis};
+use herald_delivery::HttpClient;
+use herald_dispatcher::Dispatcher;
+use herald_queue::{SledOptions, SledStore};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{ConfigArgs, RunArgs};
+
+/// How often finished records older than `retention` are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(60);
+
+pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
+    let config = herald_config::load(&args.config.config)
+        .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("herald")
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: HeraldConfig) -> anyhow::Result<()> {
+    let metrics = match herald_api::install_recorder() {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics recorder not installed; /metrics is disabled");
+            None
+        }
+    };
+    let store = SledStore::open(&config.storage.path, SledOptions::default())
+        .with_context(|| format!("opening the store at {}", config.storage.path.display()))?;
+    let store: Arc<dyn DeliveryStore> = Arc::new(store);
+    let client = HttpClient::new(config.security).context("building the HTTP client")?;
+    let dispatcher = Dispatcher::start(Arc::clone(&store), client, config.subscribers.clone())
+        .context("starting the dispatcher")?;
+
+    let reload = reload_fn(&config, dispatcher.clone());
+    let state = ApiState::new(
+        dispatcher.clone(),
+        ApiOptions {
+            api_token: config.server.api_token.clone(),
+            max_payload_bytes: config.server.max_payload_bytes,
+            metrics,
+            reload: Some(Arc::clone(&reload)),
+        },
+    );
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("binding the API to {}", config.server.listen))?;
+    let listen = listener.local_addr().unwrap_or(config.server.listen);
+    let server_stop = CancellationToken::new();
+    let server = tokio::spawn(
+        axum::serve(listener, herald_api::router(state.clone()))
+            .with_graceful_shutdown(server_stop.clone().cancelled_owned())
+            .into_future(),
+    );
+    tracing::info!(
+        %listen,
+        store = %config.storage.path.display(),
+        subscribers = config.subscribers.len(),
+        version = env!("CARGO_PKG_VERSION"),
+        "herald is running"
+    );
+
+    let purge = tokio::spawn(purge_loop(Arc::clone(&store), config.storage.retention));
+    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => {
+                let reload = Arc::clone(&reload);
+                match tokio::task::spawn_blocking(move || reload()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::error!("reload rejected, the running configuration stays: {e}"),
+                    Err(e) => tracing::error!(error = %e, "reload task failed"),
+                }
+            }
+            _ = terminate.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+            _ = interrupt.recv() => { tracing::info!("SIGINT: shutting down"); break; }
+        }
+    }
+
+    state.stop_intake();
+    let report = dispatcher.shutdown(config.shutdown.grace).await;
+    purge.abort();
+    if let Err(e) = store.sync().await {
+        tracing::error!(error = %e, "final flush failed");
+    }
+    server_stop.cancel();
+    match tokio::time::timeout(Duration::from_secs(5), server).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "API server ended with an error"),
+        Err(_) => tracing::warn!("API server did not stop within 5 s"),
+        _ => {}
+    }
+    tracing::info!(drained = report.drained, "herald stopped");
+    Ok(())
+}
+
+/// Re-reads the subscriber folder and applies it; errors keep the running configuration.
+fn reload_fn(config: &HeraldConfig, dispatcher: Dispatcher) -> ReloadFn {
+    let dir = config.subscribers_dir.clone();
+    let security = config.security;
+    Arc::new(move || {
+        let env = |name: &str| std::env::var(name).ok();
+        let subscribers =
+            herald_config::load_subscribers(&dir, &security, &env).map_err(|e| e.to_string())?;
+        dispatcher.reload(subscribers).map_err(|e| e.to_string())
+    })
+}
+
+async fn purge_loop(store: Arc<dyn DeliveryStore>, retention: Duration) {
+    let mut tick = tokio::time::interval(PURGE_EVERY);
+    loop {
+        tick.tick().await;
+        let store = Arc::clone(&store);
+        let cutoff = UnixMillis::now().minus(retention);
+        match tokio::task::spawn_blocking(move || store.purge(cutoff)).await {
+            Ok(Ok(stats)) if stats.deliveries + stats.events + stats.idempotency_keys > 0 => {
+                tracing::info!(
+                    deliveries = stats.deliveries,
+                    events = stats.events,
+                    idempotency_keys = stats.idempotency_keys,
+                    "purged records older than the retention"
+                );
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "retention purge failed"),
+            Err(e) => tracing::error!(error = %e, "retention purge task failed"),
+        }
+    }
+}
+
+/// `herald check`: the summary on stdout and exit 0, or every error on stderr and exit 1.
+pub(crate) fn check(args: &ConfigArgs) -> ExitCode {
+    match herald_config::load(&args.config) {
+        Ok(config) => {
+            print!("{}", summary(&config, &args.config));
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{}: configuration is invalid:", args.config.display());
+            eprintln!("{errors}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn summary(config: &HeraldConfig, path: &Path) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(out, "{}: OK", path.display());
+    let _ = writeln!(
+        out,
+        "listen {}, store {}, retention {}, {} subscriber(s) from {}",
+        config.server.listen,
+        config.storage.path.display(),
+        humanize(config.storage.retention),
+        config.subscribers.len(),
+        config.subscribers_dir.display()
+    );
+    for s in &config.subscribers {
+        let auth = match &s.auth {
+            AuthConfig::None => "none".to_owned(),
+            AuthConfig::Basic { .. } => "basic".to_owned(),
+            AuthConfig::ApiKey { header, .. } => format!("api_key ({header})"),
+            AuthConfig::OAuth2 { token_url, .. } => format!("oauth2 ({token_url})"),
+        };
+        let signing = match s.signing.as_ref().map(|s| &s.scheme) {
+            None => "none".to_owned(),
+            Some(SigningScheme::StandardWebhooks) => "standard-webhooks".to_owned(),
+            Some(SigningScheme::Sha256V1 { header_prefix }) => {
+                format!("sha256-v1 ({header_prefix})")
+            }
+        };
+        let _ = writeln!(
+            out,
+            "  {}: {} events={} timeout={} max_in_flight={} attempts={} auth={} signing={}{}",
+            s.id,
+            s.url,
+            s.events.to_vec().join(","),
+            humanize(s.timeout),
+            s.max_in_flight,
+            s.retry.max_attempts,
+            auth,
+            signing,
+            s.rate_limit
+                .map(|r| format!(" rate_limit={}/s", r.per_second))
+                .unwrap_or_default(),
+        );
+    }
+    out
+}
+
+fn humanize(d: Duration) -> String {
+    let secs = d.as_secs();
+    if d.subsec_millis() != 0 || secs == 0 {
+        format!("{}ms", d.as_millis())
+    } else if secs % 86_400 == 0 {
+        format!("{}d", secs / 86_400)
+    } else if secs % 3_600 == 0 {
+        format!("{}h", secs / 3_600)
+    } else if secs % 60 == 0 {
+        format!("{}m", secs / 60)
+    } else {
+        format!("{secs}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_print_in_config_units() {
+        assert_eq!(humanize(Duration::from_millis(500)), "500ms");
+        assert_eq!(humanize(Duration::from_secs(10)), "10s");
+        assert_eq!(humanize(Duration::from_secs(3600)), "1h");
+        assert_eq!(humanize(Duration::from_secs(21 * 86_400)), "21d");
+    }
+}
