@@ -7,7 +7,7 @@
 //! 6to4).
 //!
 //! The check runs on the *resolved* address, inside the HTTP client's DNS resolver
-//! ([`GuardedResolver`]), so a public name that resolves to `10.0.0.5` is refused too and the
+//! (`GuardedResolver`), so a public name that resolves to `10.0.0.5` is refused too and the
 //! address that was checked is the one that is dialled (no second lookup to rebind). reqwest
 //! does not call the resolver for IP-literal hosts, so [`Endpoint`](crate::Endpoint) checks those
 //! itself before sending. A refused attempt sends nothing to the target.

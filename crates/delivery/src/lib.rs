@@ -64,6 +64,23 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Decisions worth knowing
+//!
+//! - **Signing secrets** (`standard-webhooks`): an optional `whsec_` prefix is stripped and the
+//!   rest base64-decoded (padding optional), exactly like the official libraries. A secret that
+//!   is not base64 is refused by [`Endpoint::new`]; it is never used as raw bytes, because no
+//!   receiver library could verify that. `sha256-v1` uses the secret's UTF-8 bytes as is.
+//! - **OAuth2 tokens** are cached per endpoint and refreshed `min(30 s, 10 % of the lifetime)`
+//!   before expiry; a missing `expires_in` counts as one hour. See [`auth::OAuth2ClientCredentials`].
+//! - **Response bodies** are not kept: at most 4 KiB is read (so small answers keep the
+//!   connection pooled), longer ones are dropped unread. The verdict is decided by the status
+//!   alone: a 2xx whose body dribbles in is still a success (the receiver has accepted), and
+//!   the timeout still bounds the attempt.
+//! - **`Retry-After`** is read on 429 and 503 only, and capped at 24 h.
+//! - **An IP-literal URL in a refused range** is not a config error: every attempt fails with
+//!   `blocked: …`, so the reason is visible in the delivery's history.
+//! - **No proxy** is ever used: a proxy would resolve names itself, past the SSRF guard.
+//!
 //! # Secrets
 //!
 //! Credentials, signing secrets and tokens never appear in errors, attempt texts, logs or

@@ -103,23 +103,31 @@ pub(crate) fn describe(err: &reqwest::Error, timeout: Duration) -> String {
     if let Some(lookup) = find::<LookupFailed>(err) {
         return truncate(lookup.to_string());
     }
+    let inner = innermost(err);
     if let Some(io) = find::<io::Error>(err) {
         let text = match io.kind() {
-            io::ErrorKind::ConnectionRefused => "connection refused",
-            io::ErrorKind::ConnectionReset => "connection reset",
-            io::ErrorKind::ConnectionAborted => "connection aborted",
-            io::ErrorKind::NotConnected => "not connected",
-            io::ErrorKind::AddrNotAvailable => "address not available",
-            io::ErrorKind::UnexpectedEof => "connection closed early",
-            _ => return truncate(format!("connection error: {}", innermost(err))),
+            io::ErrorKind::ConnectionRefused => Some("connection refused"),
+            io::ErrorKind::ConnectionReset => Some("connection reset"),
+            io::ErrorKind::ConnectionAborted => Some("connection aborted"),
+            io::ErrorKind::NotConnected => Some("not connected"),
+            io::ErrorKind::AddrNotAvailable => Some("address not available"),
+            io::ErrorKind::UnexpectedEof => Some("connection closed early"),
+            _ => None,
         };
-        return text.to_owned();
+        if let Some(text) = text {
+            return text.to_owned();
+        }
     }
-    let inner = innermost(err);
     let lowered = inner.to_ascii_lowercase();
-    let kind = if lowered.contains("certificate")
-        || lowered.contains("tls")
-        || lowered.contains("handshake")
+    let kind = if [
+        "certificate",
+        "tls",
+        "handshake",
+        "corrupt message",
+        "alert",
+    ]
+    .iter()
+    .any(|word| lowered.contains(word))
     {
         "tls"
     } else if err.is_connect() {

@@ -167,3 +167,19 @@ async fn dribbled_headers_time_out() {
     assert_eq!(result.error.as_deref(), Some("timeout after 800ms"));
     assert!(result.duration < Duration::from_millis(1600), "{result:?}");
 }
+
+#[tokio::test]
+async fn tls_failures_are_reported_as_such() {
+    // https:// to a plain-HTTP server: the handshake fails.
+    let receiver = Receiver::ok().await;
+    let mut url = receiver.url("/");
+    url.set_scheme("https").unwrap();
+    let mut cfg = subscriber(url);
+    cfg.timeout = Duration::from_secs(2);
+    let result = endpoint(&cfg).attempt(request(1, PAYLOAD)).await;
+    assert_eq!(result.verdict, Verdict::Failure);
+    let error = result.error.unwrap();
+    assert!(error.starts_with("tls: "), "{error}");
+    assert!(!error.contains("127.0.0.1"), "no URL in the text: {error}");
+    assert_eq!(receiver.count(), 0);
+}
