@@ -1,1 +1,114 @@
-//! stub
+//! Herald's durable delivery queue: the sled implementation of
+//! [`herald_core::DeliveryStore`].
+//!
+//! The API stores each accepted event here before answering `202`; the dispatcher claims due
+//! deliveries per subscriber, records each attempt and moves deliveries between *pending*,
+//! *in flight*, *delivered* and *dead*. [`SledStore`] keeps it all in one sled tree in the
+//! directory given to [`SledStore::open`]; [`conformance`] holds the behaviour every
+//! [`DeliveryStore`](herald_core::DeliveryStore) implementation must show.
+//!
+//! # What a `202` promises, and when we fsync
+//!
+//! [`enqueue`](herald_core::DeliveryStore::enqueue) only writes to sled's in-memory log and
+//! returns. [`sync`](herald_core::DeliveryStore::sync) is the durability barrier: it resolves
+//! once a flush (sled `flush`: write + fsync of the log) that *started after the call* has
+//! completed. A dedicated thread runs the flushes; every caller that arrives while one runs
+//! waits for the next one, so N concurrent requests cost about two fsyncs (group commit). The
+//! API answers `202` only after `sync` returned `Ok`: at that point the event, its payload and
+//! one pending delivery per subscriber survive `SIGKILL` or power loss. Disk full surfaces as
+//! [`StoreError::Full`](herald_core::StoreError::Full) and nothing is acknowledged.
+//!
+//! Claims, attempt results, releases and redrives are *not* fsync'd one by one: sled's
+//! background flush (every [`SledOptions::flush_every_ms`], default 500 ms) and the next group
+//! commit carry them. A crash can therefore forget the last moments of state changes. That only
+//! ever makes work happen again, never disappear.
+//!
+//! # At-least-once
+//!
+//! Every acknowledged delivery is attempted until it is delivered or dead-lettered. A crash can
+//! repeat an attempt: a delivery in flight at the crash (or one whose "delivered" was not yet
+//! flushed) is pending again after restart and is sent again. Subscribers deduplicate with the
+//! delivery id (`webhook-id`), which never changes between attempts.
+//!
+//! # Key layout
+//!
+//! One sled tree, `herald`. Every key starts with one byte naming the record kind; numbers are
+//! big-endian so byte order is numeric order; ids are the 16 bytes of a UUIDv7, so id order is
+//! creation order. Subscriber ids are `[A-Za-z0-9._-]` and never contain `0x00`, which is used
+//! as a separator.
+//!
+//! | key | value |
+//! |---|---|
+//! | `m` `format` | format version of the whole store (1) |
+//! | `e` event id | event record: event type, received time, idempotency key, its deliveries; then the payload bytes exactly as ingested (stored once per event) |
+//! | `d` delivery id | delivery record: event id, subscriber, event type, status, attempts, due time, lease end, created/updated/finished times, last error, and the attempt history (last 100) |
+//! | `z` subscriber `0x00` delivery id | empty: dead index (redrive, dead listing) |
+//! | `f` finished ms, delivery id | event id: finished index for the retention purge |
+//! | `i` idempotency key | the first receipt and its creation time |
+//! | `j` created ms, idempotency key | empty: expiry index of idempotency keys |
+//! | `s` subscriber | pause reason |
+//!
+//! Values start with a format-version byte followed by a postcard-encoded struct (the event
+//! record: version byte, meta length, meta, payload), so the format can evolve record by record.
+//!
+//! **Every state change is a single-key write.** sled's multi-key `apply_batch` costs a fixed
+//! ~20 µs and takes a process-wide lock that also waits for any flush in progress; measured on
+//! the target machine it capped enqueue at ~35k events/s *before* any fsync. Instead:
+//!
+//! - an enqueue writes the idempotency entries, then the delivery records, then the event record
+//!   last — the event is the commit point. A delivery whose event is missing was never
+//!   acknowledged and is removed at open;
+//! - a transition rewrites the delivery record (which holds its attempt history, so recording an
+//!   attempt and changing state is one atomic write). Index entries (`z`, `f`) are written
+//!   *before* a record enters that state and removed *after* it leaves; readers verify them
+//!   against the record and drop stale ones, so a crash between two writes leaves only harmless
+//!   stale entries.
+//!
+//! The per-subscriber **ready index** (pending deliveries ordered by due time) and the
+//! **counts** live in memory: one scan of the `d` records at open rebuilds them (and turns every
+//! in-flight delivery back into pending, at the due time it had when claimed), then every
+//! transition maintains them. A claim pops from the subscriber's ready set in O(log n),
+//! independent of the backlog and of other subscribers.
+//!
+//! # Example
+//!
+//! ```
+//! use herald_core::{DeliveryStore, NewEvent, Outcome, AttemptRecord, SubscriberId, UnixMillis};
+//! use herald_queue::{SledOptions, SledStore};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let store = SledStore::open(dir.path(), SledOptions::default())?;
+//! let acme = SubscriberId::new("acme")?;
+//! let now = UnixMillis::now();
+//! let receipts = store.enqueue(vec![NewEvent {
+//!     event_type: "PROCESS_STATE_FINISHED".into(),
+//!     payload: bytes::Bytes::from_static(br#"{"processId":"42"}"#),
+//!     subscribers: vec![acme.clone()],
+//!     idempotency_key: None,
+//!     received_at: now,
+//! }])?;
+//! // Durable once sync resolves: only now may the API answer 202.
+//! tokio::runtime::Runtime::new()?.block_on(store.sync())?;
+//!
+//! let claimed = store.claim(&acme, now, now.plus(std::time::Duration::from_secs(30)), 10)?;
+//! assert_eq!(claimed[0].id, receipts[0].deliveries[0].id);
+//! assert_eq!(&claimed[0].payload[..], br#"{"processId":"42"}"#);
+//! let attempt = AttemptRecord { attempt: 1, at: now, status_code: Some(200), error: None, duration_ms: 12 };
+//! store.finish_attempt(claimed[0].id, attempt, Outcome::Delivered)?;
+//! assert_eq!(store.counts(&acme).delivered, 1);
+//! # Ok(()) }
+//! ```
+
+mod commit;
+pub mod conformance;
+mod error;
+mod index;
+mod keys;
+mod records;
+mod store;
+
+pub use error::QueueError;
+pub use store::{
+    OpenReport, SledOptions, SledStore, DEFAULT_PAGE_SIZE, MAX_LIST_SCAN, MAX_PAGE_SIZE,
+};

@@ -1,0 +1,343 @@
+//! Stored record formats.
+//!
+//! Every value starts with one byte, the record's format version, followed by the postcard
+//! encoding of that version's struct. A new layout gets a new version byte and a new struct;
+//! decoders dispatch on the byte, so old data stays readable without a migration step.
+//! These structs are private to the crate: the public types of `herald-core` may change
+//! without changing what is on disk.
+
+use std::ops::Range;
+
+use herald_core::{
+    AttemptRecord, DeliveryId, DeliveryRecord, DeliveryStatus, EnqueueReceipt, EventId,
+    ReceiptDelivery, SubscriberId, UnixMillis,
+};
+use serde::{Deserialize, Serialize};
+
+/// The version byte of every record this build writes.
+pub(crate) const V1: u8 = 1;
+
+/// The layout version of the whole store, kept under [`crate::keys::FORMAT_KEY`].
+pub(crate) const FORMAT_VERSION: u8 = 1;
+
+/// Attempts kept in a delivery's history; older ones are dropped first.
+pub(crate) const MAX_HISTORY: usize = 100;
+
+/// A decoding failure, turned into `StoreError::Corrupt` by the caller (who knows the key).
+#[derive(Debug)]
+pub(crate) struct DecodeError(pub(crate) String);
+
+impl DecodeError {
+    fn new(what: impl std::fmt::Display) -> Self {
+        Self(what.to_string())
+    }
+}
+
+fn versioned<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serializing these plain structs into a Vec cannot fail; keep the version byte alone if it
+    // somehow did, which decodes as corrupt rather than as wrong data.
+    postcard::to_extend(value, vec![V1]).unwrap_or_else(|_| vec![V1])
+}
+
+fn check_version(bytes: &[u8]) -> Result<&[u8], DecodeError> {
+    match bytes.split_first() {
+        Some((&V1, rest)) => Ok(rest),
+        Some((v, _)) => Err(DecodeError::new(format!(
+            "unknown record version {v} (this build reads {V1})"
+        ))),
+        None => Err(DecodeError::new("empty record")),
+    }
+}
+
+fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeError> {
+    postcard::from_bytes(check_version(bytes)?).map_err(DecodeError::new)
+}
+
+/// A delivery's state as stored (`d` records).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Status {
+    Pending,
+    InFlight,
+    Delivered,
+    Dead,
+}
+
+impl Status {
+    pub(crate) fn public(self) -> DeliveryStatus {
+        match self {
+            Self::Pending => DeliveryStatus::Pending,
+            Self::InFlight => DeliveryStatus::InFlight,
+            Self::Delivered => DeliveryStatus::Delivered,
+            Self::Dead => DeliveryStatus::Dead,
+        }
+    }
+
+    pub(crate) fn is_finished(self) -> bool {
+        matches!(self, Self::Delivered | Self::Dead)
+    }
+}
+
+/// One attempt in a delivery's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Attempt {
+    pub(crate) attempt: u32,
+    pub(crate) at: u64,
+    pub(crate) status_code: Option<u16>,
+    pub(crate) error: Option<String>,
+    pub(crate) duration_ms: u64,
+}
+
+impl Attempt {
+    pub(crate) fn public(&self) -> AttemptRecord {
+        AttemptRecord {
+            attempt: self.attempt,
+            at: UnixMillis(self.at),
+            status_code: self.status_code,
+            error: self.error.clone(),
+            duration_ms: self.duration_ms,
+        }
+    }
+}
+
+/// A delivery: its state and its attempt history, rewritten whole on every transition so a
+/// transition is one single-key write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Delivery {
+    pub(crate) event_id: EventId,
+    pub(crate) subscriber: SubscriberId,
+    pub(crate) event_type: String,
+    pub(crate) status: Status,
+    /// Attempts finished so far.
+    pub(crate) attempts: u32,
+    /// Pending: when it is due. In flight: the due time it was claimed at (recovery puts it
+    /// back there). Finished: the last due time.
+    pub(crate) due: u64,
+    /// In flight: the lease end given at claim.
+    pub(crate) lease_until: u64,
+    pub(crate) created_at: u64,
+    pub(crate) updated_at: u64,
+    /// Delivered or dead: when (this is the `f` index key's time).
+    pub(crate) finished_at: u64,
+    pub(crate) last_error: Option<String>,
+    pub(crate) history: Vec<Attempt>,
+}
+
+impl Delivery {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        versioned(self)
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        decode(bytes)
+    }
+
+    pub(crate) fn public(&self, id: DeliveryId) -> DeliveryRecord {
+        DeliveryRecord {
+            id,
+            event_id: self.event_id,
+            subscriber: self.subscriber.clone(),
+            event_type: self.event_type.clone(),
+            status: self.status.public(),
+            attempts: self.attempts,
+            next_attempt_at: (self.status == Status::Pending).then_some(UnixMillis(self.due)),
+            created_at: UnixMillis(self.created_at),
+            updated_at: UnixMillis(self.updated_at),
+            last_error: self.last_error.clone(),
+        }
+    }
+
+    /// Appends an attempt, keeping at most [`MAX_HISTORY`].
+    pub(crate) fn push_attempt(&mut self, attempt: Attempt) {
+        if self.history.len() >= MAX_HISTORY {
+            let excess = self.history.len() + 1 - MAX_HISTORY;
+            self.history.drain(..excess);
+        }
+        self.history.push(attempt);
+    }
+}
+
+/// The meta part of an `e` record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct EventMeta {
+    pub(crate) event_type: String,
+    pub(crate) received_at: u64,
+    pub(crate) idempotency_key: Option<String>,
+    pub(crate) deliveries: Vec<(DeliveryId, SubscriberId)>,
+}
+
+/// `e` value: `[V1][meta length: u32 LE][postcard meta][payload bytes]`. The payload is last so
+/// a claim can hand out a slice of the stored buffer without copying it.
+pub(crate) fn encode_event(meta: &EventMeta, payload: &[u8]) -> Vec<u8> {
+    let meta_bytes = postcard::to_allocvec(meta).unwrap_or_default();
+    let mut v = Vec::with_capacity(5 + meta_bytes.len() + payload.len());
+    v.push(V1);
+    // Meta is a few hundred bytes at most (bounded by subscriber count); saturate defensively.
+    let len = u32::try_from(meta_bytes.len()).unwrap_or(u32::MAX);
+    v.extend_from_slice(&len.to_le_bytes());
+    v.extend_from_slice(&meta_bytes);
+    v.extend_from_slice(payload);
+    v
+}
+
+fn event_parts(bytes: &[u8]) -> Result<(Range<usize>, Range<usize>), DecodeError> {
+    let rest = check_version(bytes)?;
+    let len_bytes: [u8; 4] = rest
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| DecodeError::new("event record shorter than its header"))?;
+    let meta_len = usize::try_from(u32::from_le_bytes(len_bytes))
+        .map_err(|_| DecodeError::new("event meta length does not fit"))?;
+    let meta_start = 5usize;
+    let meta_end = meta_start
+        .checked_add(meta_len)
+        .filter(|&end| end <= bytes.len())
+        .ok_or_else(|| DecodeError::new("event meta length exceeds the record"))?;
+    Ok((meta_start..meta_end, meta_end..bytes.len()))
+}
+
+/// Where the payload lies inside an `e` value.
+pub(crate) fn event_payload_range(bytes: &[u8]) -> Result<Range<usize>, DecodeError> {
+    Ok(event_parts(bytes)?.1)
+}
+
+pub(crate) fn decode_event_meta(bytes: &[u8]) -> Result<EventMeta, DecodeError> {
+    let (meta, _) = event_parts(bytes)?;
+    postcard::from_bytes(&bytes[meta]).map_err(DecodeError::new)
+}
+
+/// An `i` record: what the first enqueue with this key returned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Idempotency {
+    pub(crate) event_id: EventId,
+    pub(crate) deliveries: Vec<(DeliveryId, SubscriberId)>,
+    pub(crate) created_at: u64,
+}
+
+impl Idempotency {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        versioned(self)
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        decode(bytes)
+    }
+
+    pub(crate) fn receipt(&self, duplicate: bool) -> EnqueueReceipt {
+        EnqueueReceipt {
+            event_id: self.event_id,
+            deliveries: self
+                .deliveries
+                .iter()
+                .map(|(id, sub)| ReceiptDelivery {
+                    id: *id,
+                    subscriber: sub.clone(),
+                })
+                .collect(),
+            duplicate,
+        }
+    }
+}
+
+/// An `s` record: `[V1][utf-8 reason]`.
+pub(crate) fn encode_pause(reason: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(1 + reason.len());
+    v.push(V1);
+    v.extend_from_slice(reason.as_bytes());
+    v
+}
+
+pub(crate) fn decode_pause(bytes: &[u8]) -> Result<String, DecodeError> {
+    let rest = check_version(bytes)?;
+    String::from_utf8(rest.to_vec()).map_err(DecodeError::new)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn sample() -> Delivery {
+        Delivery {
+            event_id: EventId::generate(),
+            subscriber: SubscriberId::new("acme").unwrap(),
+            event_type: "T".into(),
+            status: Status::Pending,
+            attempts: 0,
+            due: 5,
+            lease_until: 0,
+            created_at: 5,
+            updated_at: 5,
+            finished_at: 0,
+            last_error: None,
+            history: vec![],
+        }
+    }
+
+    #[test]
+    fn delivery_round_trips_and_rejects_unknown_versions() {
+        let d = sample();
+        let bytes = d.encode();
+        assert_eq!(bytes[0], V1);
+        assert_eq!(Delivery::decode(&bytes).unwrap(), d);
+        let mut future = bytes.clone();
+        future[0] = 9;
+        assert!(Delivery::decode(&future)
+            .unwrap_err()
+            .0
+            .contains("version 9"));
+        assert!(Delivery::decode(&[]).is_err());
+        assert!(Delivery::decode(&bytes[..bytes.len() / 2]).is_err());
+    }
+
+    #[test]
+    fn invalid_subscriber_in_a_record_is_a_decode_error() {
+        let mut d = sample();
+        d.subscriber = SubscriberId::new("abc").unwrap();
+        let mut bytes = d.encode();
+        let pos = bytes.windows(3).position(|w| w == b"abc").unwrap();
+        bytes[pos] = b'/';
+        assert!(Delivery::decode(&bytes).is_err());
+    }
+
+    #[test]
+    fn event_record_keeps_payload_last_and_exact() {
+        let meta = EventMeta {
+            event_type: "T".into(),
+            received_at: 1,
+            idempotency_key: Some("k".into()),
+            deliveries: vec![(DeliveryId::generate(), SubscriberId::new("a").unwrap())],
+        };
+        let payload = b"{\"x\":1}\xff\x00";
+        let bytes = encode_event(&meta, payload);
+        let range = event_payload_range(&bytes).unwrap();
+        assert_eq!(&bytes[range], payload);
+        assert_eq!(decode_event_meta(&bytes).unwrap(), meta);
+        // A truncated header is reported, not panicked on.
+        assert!(event_payload_range(&bytes[..3]).is_err());
+        let mut lying = bytes.clone();
+        lying[1..5].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(event_payload_range(&lying).is_err());
+    }
+
+    #[test]
+    fn history_is_capped() {
+        let mut d = sample();
+        for n in 1..=(MAX_HISTORY as u32 + 5) {
+            d.push_attempt(Attempt {
+                attempt: n,
+                at: 0,
+                status_code: None,
+                error: None,
+                duration_ms: 0,
+            });
+        }
+        assert_eq!(d.history.len(), MAX_HISTORY);
+        assert_eq!(d.history[0].attempt, 6);
+    }
+
+    #[test]
+    fn pause_round_trips() {
+        assert_eq!(decode_pause(&encode_pause("maint")).unwrap(), "maint");
+        assert!(decode_pause(&[V1, 0xff]).is_err());
+    }
+}
