@@ -1,0 +1,517 @@
+//! End-to-end load test: a receiver on loopback, the real `herald` binary as a child process,
+//! and a load generator posting to its HTTP ingest API. Prints one row per scenario.
+//!
+//! ```text
+//! cargo build --release && cargo run --release --example loadtest
+//! cargo run --release --example loadtest -- --subscribers 100 --receiver-latency-ms 20
+//! ```
+//!
+//! Phases of a scenario (Herald, the receiver and the load generator share the machine):
+//! 1. **live**: `--events` single events, `--concurrency` at a time, through `POST /v1/events`
+//!    while Herald delivers them; reports ingest events/s, end-to-end deliveries/s and the
+//!    latency from sending the ingest request (so including the durable commit behind the 202)
+//!    to the delivery reaching the receiver;
+//! 2. **batch ingest**: with every subscriber paused, `--backlog` events through
+//!    `POST /v1/events/batch` (1000 per request, 4 requests at a time): events/s;
+//! 3. **drain**: resume, time until that backlog has reached the receiver: deliveries/s;
+//! 4. **latency at 20 % load**: events at a fifth of the live delivery rate for a few
+//!    seconds: latency p50/p99/max;
+//! 5. peak RSS of the Herald process (VmHWM) and the store's size on disk.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use clap::Parser;
+use parking_lot::Mutex;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Parser, Debug, Clone)]
+struct Args {
+    /// The herald binary (default: next to this example, i.e. target/<profile>/herald).
+    #[arg(long)]
+    herald_bin: Option<PathBuf>,
+    /// Subscribers (each receives every event).
+    #[arg(long, default_value_t = 1)]
+    subscribers: usize,
+    /// Delay of the receiver before it answers 204.
+    #[arg(long, default_value_t = 0)]
+    receiver_latency_ms: u64,
+    /// Payload size in bytes (approximate, JSON).
+    #[arg(long, default_value_t = 200)]
+    payload_bytes: usize,
+    /// Single events in the live phase.
+    #[arg(long, default_value_t = 20_000)]
+    events: usize,
+    /// Concurrent single-event producers.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Events in the batch-ingest and drain phases.
+    #[arg(long, default_value_t = 20_000)]
+    backlog: usize,
+    /// max_in_flight of each subscriber.
+    #[arg(long, default_value_t = 500)]
+    max_in_flight: u32,
+}
+
+/// What the receiver saw: arrival time per webhook-id (first arrival) and the total count.
+#[derive(Default)]
+struct Seen {
+    first: Mutex<HashMap<String, Instant>>,
+    total: AtomicU64,
+}
+
+struct Receiver {
+    addr: SocketAddr,
+    seen: Arc<Seen>,
+}
+
+async fn receive(
+    State((seen, delay)): State<(Arc<Seen>, Duration)>,
+    headers: HeaderMap,
+) -> StatusCode {
+    let now = Instant::now();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    if let Some(id) = headers.get("webhook-id").and_then(|v| v.to_str().ok()) {
+        seen.first.lock().entry(id.to_owned()).or_insert(now);
+    }
+    seen.total.fetch_add(1, Ordering::Relaxed);
+    StatusCode::NO_CONTENT
+}
+
+async fn start_receiver(delay: Duration) -> Result<Receiver, BoxError> {
+    let seen = Arc::new(Seen::default());
+    let app = Router::new()
+        .route("/hook", post(receive))
+        .with_state((Arc::clone(&seen), delay));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(Receiver { addr, seen })
+}
+
+struct Herald {
+    child: Child,
+    base: String,
+    store: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Herald {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16, BoxError> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+async fn start_herald(args: &Args, receiver: SocketAddr) -> Result<Herald, BoxError> {
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let store = dir.path().join("store");
+    std::fs::create_dir_all(dir.path().join("subscribers"))?;
+    std::fs::write(
+        dir.path().join("herald.toml"),
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nmax_payload_bytes = 1048576\n\
+             [storage]\npath = \"{}\"\n[security]\nallow_http = true\nallow_private_networks = true\n\
+             [shutdown]\ngrace = \"5s\"\n",
+            store.display()
+        ),
+    )?;
+    for i in 0..args.subscribers {
+        std::fs::write(
+            dir.path().join(format!("subscribers/s{i:03}.toml")),
+            format!(
+                "url = \"http://{receiver}/hook\"\nevents = [\"LOAD\"]\ntimeout = \"10s\"\n\
+                 max_in_flight = {}\n[retry]\nmax_attempts = 50\ninitial_interval = \"100ms\"\n\
+                 max_interval = \"1s\"\n",
+                args.max_in_flight
+            ),
+        )?;
+    }
+    let bin = match &args.herald_bin {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .and_then(Path::parent)
+            .map(|p| p.join("herald"))
+            .ok_or("cannot locate the herald binary; pass --herald-bin")?,
+    };
+    let log = std::fs::File::create(dir.path().join("herald.log"))?;
+    let child = Command::new(&bin)
+        .args(["run", "-c"])
+        .arg(dir.path().join("herald.toml"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", bin.display()))?;
+    let herald = Herald {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        store,
+        _dir: dir,
+    };
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http
+        .get(format!("{}/healthz", herald.base))
+        .send()
+        .await
+        .is_err()
+    {
+        if Instant::now() > deadline {
+            return Err("herald did not become healthy within 20 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(herald)
+}
+
+fn payload(size: usize, seq: usize) -> String {
+    let filler = "x".repeat(size.saturating_sub(80));
+    format!(r#"{{"processId":"{seq:08}","state":"PROCESS_STATE_FINISHED","pad":"{filler}"}}"#)
+}
+
+/// Posts one event; returns the delivery ids and the instant the request was sent.
+async fn post_one(
+    http: &reqwest::Client,
+    base: &str,
+    body: String,
+) -> Result<(Vec<String>, Instant), BoxError> {
+    let sent = Instant::now();
+    let res = http
+        .post(format!("{base}/v1/events"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await?;
+    let status = res.status();
+    let json: serde_json::Value = res.json().await?;
+    if status != StatusCode::ACCEPTED {
+        return Err(format!("ingest answered {status}: {json}").into());
+    }
+    let ids = json["deliveries"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|d| d["id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok((ids, sent))
+}
+
+async fn wait_for(seen: &Seen, count: usize, limit: Duration) -> Result<Instant, BoxError> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if seen.first.lock().len() >= count {
+            return Ok(Instant::now());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "only {} of {count} deliveries arrived within {limit:?}",
+                seen.first.lock().len()
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+/// Latencies (ms) from sending each ingest request to the first arrival of each of its
+/// deliveries: enqueue, durable commit, dispatch and the HTTP request to the receiver.
+fn latencies(acks: &[(Vec<String>, Instant)], seen: &Seen) -> Vec<f64> {
+    let first = seen.first.lock();
+    let mut out: Vec<f64> = acks
+        .iter()
+        .flat_map(|(ids, sent)| {
+            ids.iter().filter_map(|id| {
+                first
+                    .get(id)
+                    .map(|t| t.saturating_duration_since(*sent).as_secs_f64() * 1000.0)
+            })
+        })
+        .collect();
+    out.sort_by(f64::total_cmp);
+    out
+}
+
+async fn live_phase(
+    args: &Args,
+    herald: &Herald,
+    seen: &Arc<Seen>,
+) -> Result<(f64, f64, Vec<f64>), BoxError> {
+    let http = reqwest::Client::new();
+    let next = Arc::new(AtomicU64::new(0));
+    let acks = Arc::new(Mutex::new(Vec::with_capacity(args.events)));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.concurrency {
+        let (http, base, next, acks) = (
+            http.clone(),
+            herald.base.clone(),
+            Arc::clone(&next),
+            Arc::clone(&acks),
+        );
+        let (n, size) = (args.events as u64, args.payload_bytes);
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let seq = next.fetch_add(1, Ordering::Relaxed);
+                if seq >= n {
+                    return Ok::<(), BoxError>(());
+                }
+                let body = format!(
+                    r#"{{"event_type":"LOAD","payload":{}}}"#,
+                    payload(size, seq as usize)
+                );
+                let ack = post_one(&http, &base, body).await?;
+                acks.lock().push(ack);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let ingested = start.elapsed();
+    let expected = args.events * args.subscribers;
+    let done = wait_for(seen, expected, Duration::from_secs(300)).await?;
+    let elapsed = done.duration_since(start);
+    let lat = latencies(&acks.lock(), seen);
+    Ok((
+        args.events as f64 / ingested.as_secs_f64(),
+        expected as f64 / elapsed.as_secs_f64(),
+        lat,
+    ))
+}
+
+async fn set_paused(
+    http: &reqwest::Client,
+    herald: &Herald,
+    n: usize,
+    pause: bool,
+) -> Result<(), BoxError> {
+    let verb = if pause { "pause" } else { "resume" };
+    for i in 0..n {
+        let res = http
+            .post(format!("{}/v1/subscribers/s{i:03}/{verb}", herald.base))
+            .send()
+            .await?;
+        if !res.status().is_success() {
+            return Err(format!("{verb} s{i:03}: {}", res.status()).into());
+        }
+    }
+    Ok(())
+}
+
+async fn batch_and_drain(
+    args: &Args,
+    herald: &Herald,
+    seen: &Arc<Seen>,
+) -> Result<(f64, f64), BoxError> {
+    let http = reqwest::Client::new();
+    set_paused(&http, herald, args.subscribers, true).await?;
+    let before = seen.first.lock().len();
+    let batches: Vec<String> = (0..args.backlog)
+        .collect::<Vec<_>>()
+        .chunks(1000)
+        .map(|chunk| {
+            let events: Vec<String> = chunk
+                .iter()
+                .map(|&i| {
+                    format!(
+                        r#"{{"event_type":"LOAD","payload":{}}}"#,
+                        payload(args.payload_bytes, 1_000_000 + i)
+                    )
+                })
+                .collect();
+            format!(r#"{{"events":[{}]}}"#, events.join(","))
+        })
+        .collect();
+    let queue = Arc::new(Mutex::new(batches));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (http, base, queue) = (http.clone(), herald.base.clone(), Arc::clone(&queue));
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let Some(body) = queue.lock().pop() else {
+                    return Ok::<(), BoxError>(());
+                };
+                let res = http
+                    .post(format!("{base}/v1/events/batch"))
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await?;
+                if res.status() != StatusCode::ACCEPTED {
+                    return Err(format!("batch answered {}", res.status()).into());
+                }
+                let _ = res.bytes().await?;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let ingest_rate = args.backlog as f64 / start.elapsed().as_secs_f64();
+    let resumed = Instant::now();
+    set_paused(&http, herald, args.subscribers, false).await?;
+    let expected = before + args.backlog * args.subscribers;
+    let done = wait_for(seen, expected, Duration::from_secs(300)).await?;
+    let drain_rate =
+        (args.backlog * args.subscribers) as f64 / done.duration_since(resumed).as_secs_f64();
+    Ok((ingest_rate, drain_rate))
+}
+
+async fn paced_phase(
+    args: &Args,
+    herald: &Herald,
+    seen: &Arc<Seen>,
+    rate: f64,
+) -> Result<Vec<f64>, BoxError> {
+    let http = reqwest::Client::new();
+    let period = Duration::from_secs_f64(1.0 / rate.max(1.0));
+    let count = (rate * 3.0).clamp(50.0, 20_000.0) as usize;
+    let before = seen.first.lock().len();
+    let acks = Arc::new(Mutex::new(Vec::with_capacity(count)));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = Vec::with_capacity(count);
+    for i in 0..count {
+        tick.tick().await;
+        let (http, base, acks) = (http.clone(), herald.base.clone(), Arc::clone(&acks));
+        let body = format!(
+            r#"{{"event_type":"LOAD","payload":{}}}"#,
+            payload(args.payload_bytes, 2_000_000 + i)
+        );
+        tasks.push(tokio::spawn(async move {
+            let ack = post_one(&http, &base, body).await?;
+            acks.lock().push(ack);
+            Ok::<(), BoxError>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    wait_for(
+        seen,
+        before + count * args.subscribers,
+        Duration::from_secs(120),
+    )
+    .await?;
+    let lat = latencies(&acks.lock(), seen);
+    Ok(lat)
+}
+
+fn peak_rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn dir_size_mb(path: &Path) -> f64 {
+    fn walk(p: &Path) -> u64 {
+        std::fs::read_dir(p)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| match e.metadata() {
+                        Ok(m) if m.is_dir() => walk(&e.path()),
+                        Ok(m) => m.len(),
+                        Err(_) => 0,
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+    walk(path) as f64 / (1024.0 * 1024.0)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let args = Args::parse();
+    let receiver = start_receiver(Duration::from_millis(args.receiver_latency_ms)).await?;
+    let herald = start_herald(&args, receiver.addr).await?;
+    eprintln!(
+        "scenario: {} subscriber(s), receiver latency {} ms, payload ~{} B, {} live events at concurrency {}, backlog {}",
+        args.subscribers, args.receiver_latency_ms, args.payload_bytes, args.events, args.concurrency, args.backlog
+    );
+
+    let (ingest_single, live_rate, live_lat) = live_phase(&args, &herald, &receiver.seen).await?;
+    eprintln!("live: ingest {ingest_single:.0} ev/s, delivery {live_rate:.0}/s");
+    let (batch_rate, drain_rate) = batch_and_drain(&args, &herald, &receiver.seen).await?;
+    eprintln!("batch ingest {batch_rate:.0} ev/s, drain {drain_rate:.0}/s");
+    let paced_rate = (live_rate / args.subscribers as f64) * 0.2;
+    let lat = paced_phase(&args, &herald, &receiver.seen, paced_rate).await?;
+    let rss = peak_rss_mb(herald.child.id());
+    let store = dir_size_mb(&herald.store);
+
+    println!("| metric | value |");
+    println!("|---|---|");
+    println!(
+        "| ingest, single events (concurrency {}) | {ingest_single:.0} events/s |",
+        args.concurrency
+    );
+    println!("| end-to-end deliveries while ingesting | {live_rate:.0} deliveries/s |");
+    println!(
+        "| latency ingest request→receiver while ingesting flat out, p50 / p99 / max | {:.1} / {:.1} / {:.1} ms |",
+        percentile(&live_lat, 0.5),
+        percentile(&live_lat, 0.99),
+        live_lat.last().copied().unwrap_or(f64::NAN)
+    );
+    println!("| ingest, batch endpoint (1000/request, 4 concurrent) | {batch_rate:.0} events/s |");
+    println!(
+        "| drain of a {} backlog | {drain_rate:.0} deliveries/s |",
+        args.backlog * args.subscribers
+    );
+    println!(
+        "| latency ingest request→receiver at 20 % load ({paced_rate:.0} events/s), p50 / p99 / max | {:.1} / {:.1} / {:.1} ms |",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        lat.last().copied().unwrap_or(f64::NAN)
+    );
+    println!("| Herald peak RSS (VmHWM) | {rss:.0} MB |");
+    println!("| store size on disk at the end | {store:.0} MB |");
+    println!(
+        "| receiver requests / distinct deliveries | {} / {} |",
+        receiver.seen.total.load(Ordering::Relaxed),
+        receiver.seen.first.lock().len()
+    );
+    // Graceful stop: SIGTERM via the kill command keeps this example free of unsafe code.
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(herald.child.id().to_string())
+        .status();
+    Ok(())
+}
