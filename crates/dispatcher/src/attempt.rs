@@ -10,8 +10,7 @@ use crate::subscriber::{InFlightGuard, Settings, Subscriber};
 use crate::Shared;
 
 /// The reason recorded when a subscriber answers `410 Gone`.
-pub const GONE_REASON: &str =
-    "endpoint answered 410 Gone (retired); resume to deliver again";
+pub const GONE_REASON: &str = "endpoint answered 410 Gone (retired); resume to deliver again";
 
 pub(crate) async fn run(
     sub: Arc<Subscriber>,
