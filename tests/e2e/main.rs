@@ -1,1 +1,17 @@
+//! Black-box end-to-end tests: every test spawns the real `herald` binary on a temporary config
+//! and store, talks to it over HTTP and signals, and receives its webhooks on an in-process
+//! receiver (see `harness`).
 
+#![allow(clippy::unwrap_used, unreachable_pub, missing_debug_implementations)]
+
+mod harness;
+
+mod admin;
+mod check;
+mod crash;
+mod errors;
+mod flapping;
+mod ingest;
+mod reload;
+mod shutdown;
+mod storage;
