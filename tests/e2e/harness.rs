@@ -105,6 +105,8 @@ pub enum Mode {
     BlackHole,
     /// Close the connection without answering.
     Drop,
+    /// Answer with this status and a `Retry-After: <secs>` header.
+    RetryAfter(u16, u64),
     /// Per request: 500 with `p_500`, dropped connection with `p_drop`, a slow 500 after `slow`
     /// with `p_slow`, otherwise 200.
     Flap {
@@ -175,6 +177,7 @@ impl Drop for InFlight {
 
 enum Action {
     Answer(Duration, u16),
+    RetryAfter(u16, u64),
     Drop,
     Hole,
 }
@@ -212,6 +215,7 @@ async fn receive(
         }
         Mode::BlackHole => Action::Hole,
         Mode::Drop => Action::Drop,
+        Mode::RetryAfter(status, secs) => Action::RetryAfter(status, secs),
         Mode::Flap {
             p_500,
             p_drop,
@@ -236,6 +240,11 @@ async fn receive(
             // The connection fails on its next write: the answer below is never sent.
             conn.0.store(true, Ordering::SeqCst);
             StatusCode::OK.into_response()
+        }
+        Action::RetryAfter(status, secs) => {
+            state.answered.fetch_add(1, Ordering::SeqCst);
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            (status, [("retry-after", secs.to_string())]).into_response()
         }
         Action::Answer(delay, status) => {
             if !delay.is_zero() {
@@ -459,6 +468,8 @@ pub struct Sub {
     pub max_attempts: u32,
     pub initial_interval: String,
     pub max_interval: String,
+    /// Top-level keys, verbatim (e.g. `headers = {...}`).
+    pub top: String,
     /// Appended verbatim (e.g. `[auth]` or `[signing]` tables).
     pub extra: String,
 }
@@ -474,6 +485,7 @@ impl Sub {
             max_attempts: 5,
             initial_interval: "100ms".to_owned(),
             max_interval: "1s".to_owned(),
+            top: String::new(),
             extra: String::new(),
         }
     }
@@ -498,6 +510,11 @@ impl Sub {
         max.clone_into(&mut self.max_interval);
         self
     }
+    pub fn top(mut self, toml: &str) -> Self {
+        self.top.push_str(toml);
+        self.top.push('\n');
+        self
+    }
     pub fn extra(mut self, toml: &str) -> Self {
         self.extra.push_str(toml);
         self.extra.push('\n');
@@ -506,13 +523,14 @@ impl Sub {
     pub fn render(&self) -> String {
         let events: Vec<String> = self.events.iter().map(|e| format!("{e:?}")).collect();
         format!(
-            "url = {url:?}\nevents = [{events}]\ntimeout = {timeout:?}\nmax_in_flight = {mif}\n\n\
+            "url = {url:?}\nevents = [{events}]\ntimeout = {timeout:?}\nmax_in_flight = {mif}\n{top}\n\
              [retry]\nmax_attempts = {ma}\ninitial_interval = {ii:?}\nmultiplier = 2.0\n\
              max_interval = {mi:?}\nrandomization = 0.0\n\n{extra}",
             url = self.url,
             events = events.join(", "),
             timeout = self.timeout,
             mif = self.max_in_flight,
+            top = self.top,
             ma = self.max_attempts,
             ii = self.initial_interval,
             mi = self.max_interval,

@@ -140,3 +140,34 @@ async fn payload_bytes_headers_and_fan_out() {
     assert_eq!(b["delivered"], 2, "{b}");
     h.assert_no_panic();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_in_flight_caps_concurrent_requests() {
+    let rx =
+        Receiver::start_with(crate::harness::Mode::Delay(Duration::from_millis(150), 200)).await;
+    let h = Herald::start(
+        Config::default()
+            .sub(Sub::new("capped", &rx.url("/capped")).max_in_flight(4))
+            .sub(Sub::new("fast", &rx.url("/fast")).events(&["FAST"])),
+    )
+    .await;
+    let events: Vec<Value> = (0..40)
+        .map(
+            |n| serde_json::json!({"event_type": "X", "subscriber": "capped", "payload": {"n": n}}),
+        )
+        .collect();
+    let (status, body) = h
+        .post("/v1/events/batch", &serde_json::json!({ "events": events }))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    wait_for(Duration::from_secs(20), "40 deliveries", || async {
+        (h.subscriber("capped").await["delivered"] == 40).then_some(())
+    })
+    .await;
+    assert_eq!(
+        rx.max_in_flight(),
+        4,
+        "max_in_flight = 4 not used or exceeded"
+    );
+    h.assert_no_panic();
+}

@@ -13,5 +13,6 @@ mod errors;
 mod flapping;
 mod ingest;
 mod reload;
+mod semantics;
 mod shutdown;
 mod storage;
