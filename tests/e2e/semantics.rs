@@ -162,3 +162,69 @@ async fn sha256_v1_signing_and_sigint() {
     assert_eq!(h.wait_exit(Duration::from_secs(10)).await.code(), Some(0));
     h.assert_no_panic();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timed_out_attempts_never_overlap() {
+    let rx = Receiver::start_with(Mode::BlackHole).await;
+    let h = Herald::start(
+        Config::default().sub(
+            Sub::new("t", &rx.url("/t"))
+                .timeout("300ms")
+                .attempts(3)
+                .intervals("10ms", "10ms"),
+        ),
+    )
+    .await;
+    let id = receipt_ids(&h.ingest(&json!({"event_type": "X", "payload": {}})).await)[0]
+        .1
+        .clone();
+    let view = h.wait_delivery(&id, "dead", Duration::from_secs(15)).await;
+    let reqs: Vec<_> = rx
+        .requests()
+        .into_iter()
+        .filter(|r| r.webhook_id() == id)
+        .collect();
+    assert_eq!(reqs.len(), 3, "{view}");
+    for pair in reqs.windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(
+            gap >= Duration::from_millis(290),
+            "attempt sent again {gap:?} after the previous one, before its 300 ms timeout"
+        );
+    }
+    let attempts = view["attempts"].as_array().unwrap();
+    assert!(attempts
+        .iter()
+        .all(|a| a["status_code"].is_null() && a["error"].is_string()));
+    h.assert_no_panic();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_survive_sigkill_and_work_within_a_batch() {
+    let rx = Receiver::start().await;
+    let mut h = Herald::start(Config::default().sub(Sub::new("i", &rx.url("/i")))).await;
+    let ev = json!({"event_type": "X", "payload": {"v": 1}, "idempotency_key": "survivor"});
+    let first = h.ingest(&ev).await;
+    h.sigkill();
+    h.restart().await;
+    let again = h.ingest(&ev).await;
+    assert_eq!(first, again, "idempotency key forgotten after SIGKILL");
+
+    // The same key twice in one batch: one event, both items answer it.
+    let item = json!({"event_type": "X", "payload": {"v": 2}, "idempotency_key": "twice"});
+    let (status, body) = h
+        .post("/v1/events/batch", &json!({"events": [item, item]}))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results[0], results[1], "{body}");
+
+    wait_for(Duration::from_secs(10), "both events delivered", || async {
+        let s = h.subscriber("i").await;
+        (s["queued"] == 0 && s["delivered"] == 2).then_some(())
+    })
+    .await;
+    // Distinct ids: a delivery in flight at the SIGKILL may legitimately be sent twice.
+    assert_eq!(rx.counts().len(), 2, "duplicate deliveries were created");
+    h.assert_no_panic();
+}
