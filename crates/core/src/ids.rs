@@ -148,6 +148,7 @@ impl AsRef<str> for SubscriberId {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -36,6 +36,7 @@ impl fmt::Display for Secret {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

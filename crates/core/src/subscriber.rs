@@ -192,6 +192,7 @@ pub struct SecurityPolicy {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

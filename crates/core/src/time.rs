@@ -51,6 +51,7 @@ impl UnixMillis {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
