@@ -634,8 +634,20 @@ impl SledStore {
                 }
             }
             // Index entries last: a crash before this point makes the next purge revisit them.
+            // Keep one only if its delivery was revived and finished again at the very same
+            // millisecond meanwhile (the key then belongs to that newer finish).
             for (key, _) in &chunk {
-                self.remove(key)?;
+                if let Some((finished_at, id)) = keys::parse_finished(key) {
+                    let _guard = self.delivery_lock(id);
+                    if let Ok(Some(row)) = self.read_delivery(id) {
+                        if row.status.is_finished() && row.finished_at == finished_at {
+                            continue;
+                        }
+                    }
+                    self.remove(key)?;
+                } else {
+                    self.remove(key)?;
+                }
             }
         }
     }
