@@ -1,7 +1,7 @@
 //! Herald's dispatcher: turns the persistent queue into HTTP attempts without ever overrunning a
 //! subscriber, and without one subscriber's trouble reaching another.
 //!
-//! Each subscriber gets its own **pump** task ([`pump`] lists the stages in order: pause gate →
+//! Each subscriber gets its own **pump** task (`pump.rs` lists the stages in order: pause gate →
 //! concurrency cap → claim → rate limit → attempt) and its own state (settings, throttle,
 //! counters); the only thing subscribers share is the HTTP connection pool and the store.
 //! A black-holed endpoint fills its own `max_in_flight` slots and nobody else's.
