@@ -19,7 +19,9 @@ pub(crate) async fn run(
     delivery: ClaimedDelivery,
     _slot: InFlightGuard,
 ) {
-    let span = tracing::info_span!(
+    // The span is at debug level so that a busy daemon logging at info pays nothing per
+    // delivery; the failure events below carry the same fields themselves.
+    let span = tracing::debug_span!(
         "attempt",
         subscriber = %sub.id,
         delivery_id = %delivery.id,
@@ -51,7 +53,7 @@ pub(crate) async fn run(
             .attempt_seconds
             .record(result.duration.as_secs_f64());
 
-        let outcome = decide(&sub, &settings, &shared, &delivery, &result);
+        let outcome = decide(&sub, &settings, &shared, &delivery, &result, duration_ms);
         let record = AttemptRecord {
             attempt: delivery.attempt,
             at: result.started_at,
@@ -75,8 +77,15 @@ fn decide(
     shared: &Shared,
     delivery: &ClaimedDelivery,
     result: &AttemptResult,
+    duration_ms: u64,
 ) -> Outcome {
     let error = result.error.as_deref().unwrap_or("");
+    let (subscriber, delivery_id, attempt, status) = (
+        sub.id.as_str(),
+        delivery.id,
+        delivery.attempt,
+        result.status_code,
+    );
     match result.verdict {
         Verdict::Success => {
             sub.metrics.delivered.increment(1);
@@ -85,7 +94,7 @@ fn decide(
         }
         Verdict::Gone => {
             sub.metrics.gone.increment(1);
-            tracing::warn!("subscriber answered 410 Gone: pausing it");
+            tracing::warn!(subscriber, %delivery_id, attempt, status, duration_ms, "subscriber answered 410 Gone: pausing it");
             if let Err(e) = shared.store.set_paused(&sub.id, Some(GONE_REASON)) {
                 tracing::error!(error = %e, "persisting the pause failed");
             }
@@ -115,7 +124,10 @@ fn decide(
                 }
                 None => {
                     sub.metrics.dead.increment(1);
-                    tracing::warn!(error, "attempt failed; no attempts left: dead-lettered");
+                    tracing::warn!(
+                        subscriber, %delivery_id, attempt, status, duration_ms, error,
+                        "attempt failed; no attempts left: dead-lettered"
+                    );
                     Outcome::Dead
                 }
             }
