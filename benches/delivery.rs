@@ -25,21 +25,14 @@ use herald_core::{
 };
 use herald_delivery::signing::{Sha256V1, SignInput, Signer, StandardWebhooks};
 use herald_delivery::{AttemptRequest, Endpoint, HttpClient, Verdict};
-use tokio::runtime::Runtime;
+mod support;
+use support::runtime;
 use tokio::task::JoinSet;
 
 /// A typical event payload (~200 bytes of JSON).
 const PAYLOAD: &[u8] = br#"{"processId":"8263a268-5388-492a-bca2-28e1ff4a69f0","state":"PROCESS_STATE_FINISHED","flow":"id","lastEvent":"EVENT_TYPE_PROCESS_CREATED","lastEventDescription":"Process created"}"#;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
 
 async fn start_receiver() -> SocketAddr {
     let app = Router::new().fallback(|_body: Bytes| async { StatusCode::NO_CONTENT });

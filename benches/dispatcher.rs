@@ -42,20 +42,15 @@ use parking_lot::Mutex;
 use tempfile::TempDir;
 use tokio::runtime::Runtime;
 
+mod support;
+use support::runtime;
+
 /// A typical event payload (~200 bytes of JSON).
 const PAYLOAD: &[u8] = br#"{"processId":"8263a268-5388-492a-bca2-28e1ff4a69f0","state":"PROCESS_STATE_FINISHED","flow":"id","lastEvent":"EVENT_TYPE_PROCESS_CREATED","lastEventDescription":"Process created"}"#;
 
 const BACKLOG: usize = 20_000;
 /// Events per `enqueue` call while building a backlog.
 const ENQUEUE_CHUNK: usize = 1_000;
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
 
 /// Arrival times by `webhook-id`, when the receiver is asked to keep them.
 type Arrivals = Arc<Mutex<Option<Vec<(String, Instant)>>>>;

@@ -23,15 +23,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use herald_core::{AttemptRecord, DeliveryStore, NewEvent, Outcome, SubscriberId, UnixMillis};
 use herald_queue::{SledOptions, SledStore};
 use tempfile::TempDir;
-use tokio::runtime::Runtime;
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
+mod support;
+use support::runtime;
 
 /// A 500-byte JSON payload.
 fn payload(len: usize) -> Bytes {
