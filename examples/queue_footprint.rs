@@ -9,7 +9,7 @@
 //!
 //! Run: `cargo run --release --example queue_footprint -- [events] [churn_rounds] [churn_events]`
 //! (defaults 1000000 10 100000). Set `HERALD_FOOTPRINT_DIR` to place the store elsewhere than
-//! the system temp directory.
+//! the system temp directory, `HERALD_FOOTPRINT_CACHE_MB` to try another sled cache size.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -125,7 +125,13 @@ fn main() {
 
     let base = std::env::var_os("HERALD_FOOTPRINT_DIR").map_or_else(std::env::temp_dir, Into::into);
     let dir = tempfile::tempdir_in(base).expect("temp dir");
-    let options = SledOptions::default();
+    let mut options = SledOptions::default();
+    if let Some(mb) = std::env::var("HERALD_FOOTPRINT_CACHE_MB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        options.cache_capacity_bytes = mb * 1024 * 1024;
+    }
     println!(
         "store in {} | sled cache {} MiB | {events} events of 500 bytes",
         dir.path().display(),

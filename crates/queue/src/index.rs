@@ -3,21 +3,34 @@
 //! Both are derived from the `d` records, rebuilt by one scan at open and then maintained by
 //! every transition (never by scanning again).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use herald_core::{DeliveryId, QueueCounts, SubscriberId};
+use herald_core::{DeliveryId, EventId, QueueCounts, SubscriberId};
 use parking_lot::{Mutex, RwLock};
 
 use crate::records::Status;
 
-/// One subscriber's pending deliveries ordered by (due ms, id) and its counts by state.
+/// What a claim needs besides the payload, kept with the ready entry so a claim does not read
+/// the delivery record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ready {
+    pub(crate) event_id: EventId,
+    /// Attempts finished so far.
+    pub(crate) attempts: u32,
+}
+
+/// Pending deliveries by (due ms, id): earliest due first, ties in creation order.
+pub(crate) type ReadyIndex = BTreeMap<(u64, DeliveryId), Ready>;
+
+/// One subscriber's pending deliveries and its counts by state.
 #[derive(Debug, Default)]
 pub(crate) struct SubscriberState {
-    /// Pending deliveries, earliest due first. Only this subscriber's pump and transitions of
-    /// this subscriber's deliveries take this lock.
-    pub(crate) ready: Mutex<BTreeSet<(u64, DeliveryId)>>,
+    /// Only this subscriber's pump and transitions of this subscriber's deliveries take this
+    /// lock. Invariant: a delivery is in here exactly when its record is pending and not leased,
+    /// under the key of its due time.
+    pub(crate) ready: Mutex<ReadyIndex>,
     pending: AtomicU64,
     in_flight: AtomicU64,
     delivered: AtomicU64,
@@ -46,6 +59,13 @@ impl SubscriberState {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
                 Some(n.saturating_sub(1))
             });
+    }
+
+    /// Makes a pending delivery claimable at `due`.
+    pub(crate) fn make_ready(&self, due: u64, id: DeliveryId, event_id: EventId, attempts: u32) {
+        self.ready
+            .lock()
+            .insert((due, id), Ready { event_id, attempts });
     }
 
     /// Moves one delivery's count from `from` to `to`.

@@ -18,17 +18,23 @@
 //! one pending delivery per subscriber survive `SIGKILL` or power loss. Disk full surfaces as
 //! [`StoreError::Full`](herald_core::StoreError::Full) and nothing is acknowledged.
 //!
-//! Claims, attempt results, releases and redrives are *not* fsync'd one by one: sled's
-//! background flush (every [`SledOptions::flush_every_ms`], default 500 ms) and the next group
-//! commit carry them. A crash can therefore forget the last moments of state changes. That only
-//! ever makes work happen again, never disappear.
+//! Attempt results, releases and redrives are *not* fsync'd one by one: sled's background flush
+//! (every [`SledOptions::flush_every_ms`], default 500 ms) and the next group commit carry them.
+//! A crash can therefore forget the last moments of state changes. That only ever makes work
+//! happen again, never disappear. Claims are not written at all (see below).
 //!
 //! # At-least-once
 //!
 //! Every acknowledged delivery is attempted until it is delivered or dead-lettered. A crash can
 //! repeat an attempt: a delivery in flight at the crash (or one whose "delivered" was not yet
-//! flushed) is pending again after restart and is sent again. Subscribers deduplicate with the
-//! delivery id (`webhook-id`), which never changes between attempts.
+//! flushed) is pending again after restart, at the due time it had when it was claimed, and is
+//! sent again with the same attempt number. Subscribers deduplicate with the delivery id
+//! (`webhook-id`), which never changes between attempts.
+//!
+//! *In flight* is a lease held in memory: a claim marks the delivery leased in its lock stripe
+//! and writes nothing, because on disk the delivery stays pending — precisely the state a
+//! restart must find it in. `finish_attempt` and `release` end the lease with one write. The
+//! store does not take a lease back from a running dispatcher; `lease_until` is not used.
 //!
 //! # Key layout
 //!
@@ -41,7 +47,7 @@
 //! |---|---|
 //! | `m` `format` | format version of the whole store (1) |
 //! | `e` event id | event record: event type, received time, idempotency key, its deliveries; then the payload bytes exactly as ingested (stored once per event) |
-//! | `d` delivery id | delivery record: event id, subscriber, event type, status, attempts, due time, lease end, created/updated/finished times, last error, and the attempt history (last 100) |
+//! | `d` delivery id | delivery record: event id, subscriber, event type, status (pending, delivered or dead), attempts, due time, created/updated/finished times, last error, and the attempt history (last 100) |
 //! | `z` subscriber `0x00` delivery id | empty: dead index (redrive, dead listing) |
 //! | `f` finished ms, delivery id | event id: finished index for the retention purge |
 //! | `i` idempotency key | the first receipt and its creation time |
@@ -64,11 +70,25 @@
 //!   against the record and drop stale ones, so a crash between two writes leaves only harmless
 //!   stale entries.
 //!
-//! The per-subscriber **ready index** (pending deliveries ordered by due time) and the
-//! **counts** live in memory: one scan of the `d` records at open rebuilds them (and turns every
-//! in-flight delivery back into pending, at the due time it had when claimed), then every
-//! transition maintains them. A claim pops from the subscriber's ready set in O(log n),
-//! independent of the backlog and of other subscribers.
+//! The per-subscriber **ready index** (pending deliveries ordered by due time, then id), the
+//! **leases** and the **counts** live in memory: one scan of the `d` records at open rebuilds
+//! the index and the counts (there are no leases after a restart), then every transition
+//! maintains them. A claim pops from the subscriber's ready set in O(log n), independent of the
+//! backlog and of other subscribers, then reads the delivery and its payload: two point reads.
+//!
+//! Read-modify-write of one delivery (claim, finish, release, retry, redrive, purge) is
+//! serialized by one of 256 mutexes chosen by the delivery id; enqueues with idempotency keys
+//! take one of 64 mutexes chosen by the key. No lock spans subscribers.
+//!
+//! # Measured (2 shared cores, `benches/queue.rs`, `examples/queue_footprint.rs`)
+//!
+//! Durable enqueues (enqueue + `sync`, 500-byte payload): ~23k/s from one producer (one fsync
+//! each), 50–90k/s from 16 and 55–110k/s from 256 concurrent producers, depending on the
+//! machine's load. Claim + delivered: 110–180k/s. One `claim` takes ~0.4 µs with 1K pending
+//! and ~1.4–1.8 µs with 1M pending (same algorithm, O(log n); the difference is sled pages and
+//! CPU caches going cold). A 1M-event backlog of 500-byte payloads: ~200 MiB peak RSS, ~1.3 GiB
+//! on disk; sled does not shrink its file after a purge but reuses the space, so under steady
+//! churn the file stays at its high-water mark.
 //!
 //! # Example
 //!

@@ -109,11 +109,9 @@ pub(crate) struct Delivery {
     pub(crate) status: Status,
     /// Attempts finished so far.
     pub(crate) attempts: u32,
-    /// Pending: when it is due. In flight: the due time it was claimed at (recovery puts it
-    /// back there). Finished: the last due time.
+    /// Pending: when it is due (a leased delivery keeps this on disk, so a restart makes it due
+    /// again at the same time). Finished: the last due time.
     pub(crate) due: u64,
-    /// In flight: the lease end given at claim.
-    pub(crate) lease_until: u64,
     pub(crate) created_at: u64,
     pub(crate) updated_at: u64,
     /// Delivered or dead: when (this is the `f` index key's time).
@@ -200,6 +198,21 @@ pub(crate) fn event_payload_range(bytes: &[u8]) -> Result<Range<usize>, DecodeEr
     Ok(event_parts(bytes)?.1)
 }
 
+/// The leading fields of [`EventMeta`], decoded without the delivery list (postcard reads fields
+/// in order and ignores what follows).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub(crate) struct EventHead {
+    pub(crate) event_type: String,
+    pub(crate) received_at: u64,
+}
+
+/// The head of an `e` value and where its payload lies: what a claim needs.
+pub(crate) fn decode_event_head(bytes: &[u8]) -> Result<(EventHead, Range<usize>), DecodeError> {
+    let (meta, payload) = event_parts(bytes)?;
+    let head = postcard::from_bytes(&bytes[meta]).map_err(DecodeError::new)?;
+    Ok((head, payload))
+}
+
 pub(crate) fn decode_event_meta(bytes: &[u8]) -> Result<EventMeta, DecodeError> {
     let (meta, _) = event_parts(bytes)?;
     postcard::from_bytes(&bytes[meta]).map_err(DecodeError::new)
@@ -264,7 +277,6 @@ mod tests {
             status: Status::Pending,
             attempts: 0,
             due: 5,
-            lease_until: 0,
             created_at: 5,
             updated_at: 5,
             finished_at: 0,
@@ -312,6 +324,9 @@ mod tests {
         let range = event_payload_range(&bytes).unwrap();
         assert_eq!(&bytes[range], payload);
         assert_eq!(decode_event_meta(&bytes).unwrap(), meta);
+        let (head, range2) = decode_event_head(&bytes).unwrap();
+        assert_eq!((head.event_type.as_str(), head.received_at), ("T", 1));
+        assert_eq!(&bytes[range2], payload);
         // A truncated header is reported, not panicked on.
         assert!(event_payload_range(&bytes[..3]).is_err());
         let mut lying = bytes.clone();

@@ -259,11 +259,9 @@ fn apply(store: &mut Option<SledStore>, dir: &std::path::Path, model: &mut Model
             assert_eq!(moved, expected);
         }
         Op::Reopen => {
-            let in_flight = model.with_status(DeliveryStatus::InFlight).len() as u64;
             *store = None; // release the directory
             let reopened = open(dir);
             let report = reopened.open_report();
-            assert_eq!(report.recovered_in_flight, in_flight);
             assert_eq!(report.deliveries, model.deliveries.len() as u64);
             assert_eq!(report.corrupt_records, 0);
             assert_eq!(report.orphans_removed, 0);
