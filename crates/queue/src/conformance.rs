@@ -60,6 +60,10 @@ pub const CASES: &[Case] = &[
         claims_are_isolated_per_subscriber,
     ),
     (
+        "concurrent_claims_never_hand_out_a_delivery_twice",
+        concurrent_claims_never_hand_out_a_delivery_twice,
+    ),
+    (
         "delivered_records_the_attempt",
         delivered_records_the_attempt,
     ),
@@ -397,6 +401,40 @@ pub fn claims_are_isolated_per_subscriber(store: &dyn DeliveryStore) {
     let got_b = claim_ids(store, &b, far(), 10);
     assert_eq!(got_b, vec![r.deliveries[1].id, for_b]);
     assert_eq!(store.counts(&a), counts(0, 1, 0, 0));
+}
+
+/// Claims racing on one subscriber (and finishes racing with them) hand each delivery out once.
+pub fn concurrent_claims_never_hand_out_a_delivery_twice(store: &dyn DeliveryStore) {
+    let (a, b) = (sub("a"), sub("b"));
+    let events: Vec<NewEvent> = (0..1000)
+        .map(|i| event(&[&a, &b], UnixMillis(T0.0 + i), "{}"))
+        .collect();
+    store.enqueue(events).unwrap();
+    let claimed = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            let claimed = &claimed;
+            let s = if t % 2 == 0 { a.clone() } else { b.clone() };
+            scope.spawn(move || loop {
+                let got = store.claim(&s, far(), lease(), 7).unwrap();
+                if got.is_empty() {
+                    break;
+                }
+                for c in got {
+                    store
+                        .finish_attempt(c.id, attempt(T0, Some(200), None, 0), Outcome::Delivered)
+                        .unwrap();
+                    claimed.lock().unwrap().push(c.id);
+                }
+            });
+        }
+    });
+    let claimed = claimed.into_inner().unwrap();
+    let unique: BTreeSet<DeliveryId> = claimed.iter().copied().collect();
+    assert_eq!(claimed.len(), 2000, "every delivery claimed");
+    assert_eq!(unique.len(), 2000, "and none twice");
+    assert_eq!(store.counts(&a), counts(0, 0, 1000, 0));
+    assert_eq!(store.counts(&b), counts(0, 0, 1000, 0));
 }
 
 /// Delivered is final and keeps the attempt; state errors are typed.

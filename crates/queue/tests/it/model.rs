@@ -43,6 +43,9 @@ enum Op {
         sub: usize,
         now: u64,
     },
+    Purge {
+        cutoff: u64,
+    },
     Reopen,
 }
 
@@ -55,6 +58,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (any::<usize>(), 0..200u64).prop_map(|(pick, due)| Op::Release { pick, due }),
         1 => (any::<usize>(), 0..200u64).prop_map(|(pick, now)| Op::RetryDead { pick, now }),
         1 => (0..3usize, 0..200u64).prop_map(|(sub, now)| Op::Redrive { sub, now }),
+        1 => (0..250u64).prop_map(|cutoff| Op::Purge { cutoff }),
         1 => Just(Op::Reopen),
     ]
 }
@@ -65,12 +69,16 @@ struct ModelDelivery {
     status: DeliveryStatus,
     due: u64,
     attempts: u32,
+    /// Delivered or dead: when (attempt start + duration).
+    finished_at: u64,
+    payload: String,
 }
 
 #[derive(Debug, Default)]
 struct Model {
     deliveries: BTreeMap<DeliveryId, ModelDelivery>,
-    keys: HashMap<u8, herald_core::EventId>,
+    /// Idempotency key → (first event, created at).
+    keys: HashMap<u8, (herald_core::EventId, u64)>,
 }
 
 impl Model {
@@ -124,21 +132,22 @@ fn apply(store: &mut Option<SledStore>, dir: &std::path::Path, model: &mut Model
                     unique.push(*x);
                 }
             }
+            let payload = format!("{{\"at\":{at},\"n\":{}}}", model.deliveries.len());
             let e = NewEvent {
                 event_type: "T".into(),
-                payload: bytes::Bytes::from(format!("{at}")),
+                payload: bytes::Bytes::from(payload.clone()),
                 subscribers: unique.iter().map(|i| subscriber(*i)).collect(),
                 idempotency_key: key.map(|k| format!("key-{k}")),
                 received_at: UnixMillis(*at),
             };
             let r = s.enqueue(vec![e]).unwrap().remove(0);
             if let Some(k) = key {
-                if let Some(first) = model.keys.get(k) {
+                if let Some((first, _)) = model.keys.get(k) {
                     assert!(r.duplicate, "a stored key must return the first receipt");
                     assert_eq!(r.event_id, *first);
                     return;
                 }
-                model.keys.insert(*k, r.event_id);
+                model.keys.insert(*k, (r.event_id, *at));
             }
             assert!(!r.duplicate);
             assert_eq!(r.deliveries.len(), unique.len());
@@ -151,6 +160,8 @@ fn apply(store: &mut Option<SledStore>, dir: &std::path::Path, model: &mut Model
                         status: DeliveryStatus::Pending,
                         due: *at,
                         attempts: 0,
+                        finished_at: 0,
+                        payload: payload.clone(),
                     },
                 );
             }
@@ -183,6 +194,7 @@ fn apply(store: &mut Option<SledStore>, dir: &std::path::Path, model: &mut Model
             for c in &got {
                 let m = model.deliveries.get_mut(&c.id).unwrap();
                 assert_eq!(c.attempt, m.attempts + 1);
+                assert_eq!(&c.payload[..], m.payload.as_bytes(), "payload of {}", c.id);
                 m.status = DeliveryStatus::InFlight;
             }
         }
@@ -201,6 +213,7 @@ fn apply(store: &mut Option<SledStore>, dir: &std::path::Path, model: &mut Model
                     s.finish_attempt(id, attempt(*at), outcome).unwrap();
                     let m = model.deliveries.get_mut(&id).unwrap();
                     m.attempts += 1;
+                    m.finished_at = at + 1; // attempt() lasts 1 ms
                     match outcome {
                         Outcome::Delivered => m.status = DeliveryStatus::Delivered,
                         Outcome::Dead => m.status = DeliveryStatus::Dead,
@@ -257,6 +270,21 @@ fn apply(store: &mut Option<SledStore>, dir: &std::path::Path, model: &mut Model
                 }
             }
             assert_eq!(moved, expected);
+        }
+        Op::Purge { cutoff } => {
+            let stats = s.purge(UnixMillis(*cutoff)).unwrap();
+            let before = model.deliveries.len();
+            model.deliveries.retain(|_, m| {
+                !(matches!(m.status, DeliveryStatus::Delivered | DeliveryStatus::Dead)
+                    && m.finished_at < *cutoff)
+            });
+            assert_eq!(stats.deliveries, (before - model.deliveries.len()) as u64);
+            let keys_before = model.keys.len();
+            model.keys.retain(|_, (_, created)| *created >= *cutoff);
+            assert_eq!(
+                stats.idempotency_keys,
+                (keys_before - model.keys.len()) as u64
+            );
         }
         Op::Reopen => {
             *store = None; // release the directory
@@ -346,7 +374,7 @@ fn check(store: &SledStore, model: &Model) {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 64,
+        cases: 256,
         failure_persistence: None,
         ..ProptestConfig::default()
     })]
