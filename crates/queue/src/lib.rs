@@ -74,11 +74,29 @@
 //! **leases** and the **counts** live in memory: one scan of the `d` records at open rebuilds
 //! the index and the counts (there are no leases after a restart), then every transition
 //! maintains them. A claim pops from the subscriber's ready set in O(log n), independent of the
-//! backlog and of other subscribers, then reads the delivery and its payload: two point reads.
+//! backlog and of other subscribers; the ready entry carries the event id and attempt count, so
+//! the claim then makes a single point read (the event record, for the payload).
 //!
 //! Read-modify-write of one delivery (claim, finish, release, retry, redrive, purge) is
 //! serialized by one of 256 mutexes chosen by the delivery id; enqueues with idempotency keys
 //! take one of 64 mutexes chosen by the key. No lock spans subscribers.
+//!
+//! # Details callers may notice
+//!
+//! - An event without subscribers stores nothing but its idempotency receipt (if it has a key).
+//!   A subscriber listed twice gets one delivery.
+//! - Each event of an `enqueue` call is atomic; the call as a whole is not (an error part-way
+//!   leaves the earlier events stored).
+//! - The store numbers attempts itself (1, 2, 3, … in the history); a delivery finishes at its
+//!   attempt's `at + duration_ms`, which is the time `purge` compares with its cutoff. An
+//!   idempotency key's time is its event's `received_at`.
+//! - `list` examines at most [`MAX_LIST_SCAN`] records per call; a selective filter may get a
+//!   short (even empty) page with a `next_cursor` to continue from. `subscriber` + `dead` uses
+//!   the dead index instead.
+//! - A record that cannot be decoded is never dropped: it is logged and counted
+//!   ([`SledStore::corrupt_records`], [`OpenReport::corrupt_records`]), skipped by scans, and
+//!   returned as [`StoreError::Corrupt`](herald_core::StoreError::Corrupt) by `get`. A pending
+//!   delivery whose payload cannot be read is dead-lettered with the reason as `last_error`.
 //!
 //! # Measured (2 shared cores, `benches/queue.rs`, `examples/queue_footprint.rs`)
 //!

@@ -400,12 +400,19 @@ impl SledStore {
         row.finished_at = 0;
         row.updated_at = now.0;
         self.write_delivery(id, &row)?;
-        // Index entries go after the state change; a crash in between leaves stale entries.
-        self.remove(&keys::dead(&row.subscriber, id))?;
-        self.remove(&keys::finished(finished_at, id))?;
         let state = self.subscribers.get_or_create(&row.subscriber);
         state.transition(Status::Dead, Status::Pending);
         state.make_ready(row.due, id, row.event_id, row.attempts);
+        // Index entries go after the state change. If removing them fails they are merely
+        // stale, which every reader tolerates.
+        for key in [
+            keys::dead(&row.subscriber, id),
+            keys::finished(finished_at, id).to_vec(),
+        ] {
+            if let Err(e) = self.remove(&key) {
+                warn!(error = %e, key = %keys::describe(&key), "stale index entry left behind");
+            }
+        }
         Ok(row.public(id))
     }
 
@@ -648,13 +655,13 @@ impl SledStore {
                 match self.read_delivery(id) {
                     Ok(Some(row)) if row.status.is_finished() && row.finished_at == finished_at => {
                         self.remove(&keys::delivery(id))?;
-                        if row.status == Status::Dead {
-                            self.remove(&keys::dead(&row.subscriber, id))?;
-                        }
                         if let Some(state) = self.subscribers.get(&row.subscriber) {
                             state.remove(row.status);
                         }
                         stats.deliveries += 1;
+                        if row.status == Status::Dead {
+                            self.remove(&keys::dead(&row.subscriber, id))?;
+                        }
                     }
                     // Revived, finished again later (a newer entry exists), or already gone.
                     Ok(_) => {}
