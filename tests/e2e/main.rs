@@ -9,6 +9,7 @@ mod harness;
 mod admin;
 mod check;
 mod crash;
+mod disk_full;
 mod errors;
 mod flapping;
 mod ingest;
