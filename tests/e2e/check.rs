@@ -101,6 +101,20 @@ async fn bad_configs_fail_naming_file_and_key() {
             mentions: &["beta.toml", "url", "HERALD_E2E_SURELY_UNSET"],
         },
         Case {
+            name: "header injection in an api_key",
+            file: Some("alpha"),
+            edit: |t| {
+                format!("{t}\n[auth]\ntype = \"api_key\"\nkey = \"X-API-Key:abc\\r\\nX-Evil: 1\"\n")
+            },
+            mentions: &["alpha.toml", "auth.key", "control character"],
+        },
+        Case {
+            name: "header injection in a static header",
+            file: Some("beta"),
+            edit: |t| format!("headers = {{ \"X-Tenant\" = \"acme\\nX-Evil: 1\" }}\n{t}"),
+            mentions: &["beta.toml", "X-Tenant", "control character"],
+        },
+        Case {
             name: "https only without allow_http",
             file: None,
             edit: |t| t.replace("allow_http = true", "allow_http = false"),
