@@ -12,6 +12,7 @@ mod crash;
 mod disk_full;
 mod errors;
 mod flapping;
+mod fuzz;
 mod ingest;
 mod reload;
 mod semantics;
