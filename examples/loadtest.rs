@@ -61,6 +61,16 @@ struct Args {
     /// max_in_flight of each subscriber.
     #[arg(long, default_value_t = 500)]
     max_in_flight: u32,
+    /// Soak mode: instead of the phases, send `--soak-rate` events/s for this long and sample
+    /// Herald's RSS, open file descriptors and store size.
+    #[arg(long, default_value_t = 0)]
+    soak_seconds: u64,
+    /// Events per second in soak mode.
+    #[arg(long, default_value_t = 2000)]
+    soak_rate: u64,
+    /// `[storage] retention` of the Herald under test.
+    #[arg(long, default_value = "1d")]
+    retention: String,
 }
 
 /// What the receiver saw: arrival time per webhook-id (first arrival) and the total count.
@@ -130,9 +140,11 @@ async fn start_herald(args: &Args, receiver: SocketAddr) -> Result<Herald, BoxEr
         dir.path().join("herald.toml"),
         format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\nmax_payload_bytes = 1048576\n\
-             [storage]\npath = \"{}\"\n[security]\nallow_http = true\nallow_private_networks = true\n\
+             [storage]\npath = \"{}\"\nretention = \"{}\"\n\
+             [security]\nallow_http = true\nallow_private_networks = true\n\
              [shutdown]\ngrace = \"5s\"\n",
-            store.display()
+            store.display(),
+            args.retention
         ),
     )?;
     for i in 0..args.subscribers {
@@ -430,11 +442,15 @@ async fn paced_phase(
 }
 
 fn peak_rss_mb(pid: u32) -> f64 {
+    status_mb(pid, "VmHWM:")
+}
+
+fn status_mb(pid: u32, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
@@ -458,11 +474,76 @@ fn dir_size_mb(path: &Path) -> f64 {
     walk(path) as f64 / (1024.0 * 1024.0)
 }
 
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+}
+
+/// Steady load for `--soak-seconds`; prints RSS, open fds and store size ten times.
+async fn soak(args: &Args, herald: &Herald, seen: &Arc<Seen>) -> Result<(), BoxError> {
+    let http = reqwest::Client::new();
+    let pid = herald.child.id();
+    let total = Duration::from_secs(args.soak_seconds);
+    let sample_every = total / 10;
+    let period = Duration::from_secs_f64(1.0 / args.soak_rate.max(1) as f64);
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let start = Instant::now();
+    let mut next_sample = start;
+    let mut sent = 0usize;
+    let inflight = Arc::new(tokio::sync::Semaphore::new(256));
+    println!("| t (s) | events sent | delivered | RSS (MB) | open fds | store (MB) |");
+    println!("|--:|--:|--:|--:|--:|--:|");
+    while start.elapsed() < total {
+        tick.tick().await;
+        if Instant::now() >= next_sample {
+            println!(
+                "| {:.0} | {sent} | {} | {:.0} | {} | {:.0} |",
+                start.elapsed().as_secs_f64(),
+                seen.first.lock().len(),
+                status_mb(pid, "VmRSS:"),
+                open_fds(pid),
+                dir_size_mb(&herald.store)
+            );
+            next_sample += sample_every;
+        }
+        let permit = Arc::clone(&inflight).acquire_owned().await?;
+        let (http, base) = (http.clone(), herald.base.clone());
+        let body = format!(
+            r#"{{"event_type":"LOAD","payload":{}}}"#,
+            payload(args.payload_bytes, sent)
+        );
+        sent += 1;
+        tokio::spawn(async move {
+            let _ = post_one(&http, &base, body).await;
+            drop(permit);
+        });
+    }
+    wait_for(seen, sent * args.subscribers, Duration::from_secs(120)).await?;
+    println!(
+        "| {:.0} (drained) | {sent} | {} | {:.0} | {} | {:.0} |",
+        start.elapsed().as_secs_f64(),
+        seen.first.lock().len(),
+        status_mb(pid, "VmRSS:"),
+        open_fds(pid),
+        dir_size_mb(&herald.store)
+    );
+    println!("peak RSS (VmHWM): {:.0} MB", peak_rss_mb(pid));
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let args = Args::parse();
     let receiver = start_receiver(Duration::from_millis(args.receiver_latency_ms)).await?;
     let herald = start_herald(&args, receiver.addr).await?;
+    if args.soak_seconds > 0 {
+        soak(&args, &herald, &receiver.seen).await?;
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(herald.child.id().to_string())
+            .status();
+        return Ok(());
+    }
     eprintln!(
         "scenario: {} subscriber(s), receiver latency {} ms, payload ~{} B, {} live events at concurrency {}, backlog {}",
         args.subscribers, args.receiver_latency_ms, args.payload_bytes, args.events, args.concurrency, args.backlog

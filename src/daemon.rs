@@ -22,8 +22,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{ConfigArgs, RunArgs};
 
-/// How often finished records older than `retention` are purged.
-const PURGE_EVERY: Duration = Duration::from_secs(60);
+/// How often finished records older than `retention` are purged: a quarter of the retention,
+/// between 1 s and 60 s.
+fn purge_interval(retention: Duration) -> Duration {
+    (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(60))
+}
 
 pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
     let config = herald_config::load(&args.config.config)
@@ -128,7 +131,7 @@ fn reload_fn(config: &HeraldConfig, dispatcher: Dispatcher) -> ReloadFn {
 }
 
 async fn purge_loop(store: Arc<dyn DeliveryStore>, retention: Duration) {
-    let mut tick = tokio::time::interval(PURGE_EVERY);
+    let mut tick = tokio::time::interval(purge_interval(retention));
     loop {
         tick.tick().await;
         let store = Arc::clone(&store);
@@ -228,6 +231,22 @@ fn humanize(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn purge_interval_follows_retention() {
+        assert_eq!(
+            purge_interval(Duration::from_secs(7 * 86_400)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            purge_interval(Duration::from_secs(20)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            purge_interval(Duration::from_millis(500)),
+            Duration::from_secs(1)
+        );
+    }
 
     #[test]
     fn durations_print_in_config_units() {
