@@ -114,11 +114,16 @@ async fn commit(state: &ApiState, events: Vec<NewEvent>) -> Result<Vec<EnqueueRe
     let receipts = store.enqueue(events)?;
     store.sync().await?;
     let mut fresh = 0u64;
+    let mut woken: Vec<&SubscriberId> = Vec::new();
     for r in receipts.iter().filter(|r| !r.duplicate) {
         fresh += 1;
-        for d in &r.deliveries {
-            state.inner.dispatcher.notify(&d.subscriber);
-        }
+        woken.extend(r.deliveries.iter().map(|d| &d.subscriber));
+    }
+    // One wake-up per subscriber, however many of its deliveries the request created.
+    woken.sort_unstable();
+    woken.dedup();
+    for sub in woken {
+        state.inner.dispatcher.notify(sub);
     }
     metrics::counter!("herald_events_ingested_total").increment(fresh);
     Ok(receipts)

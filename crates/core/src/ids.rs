@@ -141,6 +141,14 @@ impl<'de> Deserialize<'de> for SubscriberId {
     }
 }
 
+/// Lets maps keyed by `SubscriberId` be searched with a `&str` (the derived `Eq`, `Ord` and
+/// `Hash` compare the string, so they agree with `str`'s).
+impl std::borrow::Borrow<str> for SubscriberId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl AsRef<str> for SubscriberId {
     fn as_ref(&self) -> &str {
         &self.0

@@ -101,7 +101,9 @@ pub struct ShutdownReport {
     pub drained: bool,
 }
 
-/// Event-type routing table, rebuilt on reload so fan-out never scans every subscriber.
+/// Event-type routing table, rebuilt on reload so fan-out never scans every subscriber: each
+/// known event type maps to its sorted subscriber list (wildcard subscribers included); any
+/// other type goes to the wildcard subscribers alone.
 #[derive(Debug, Default)]
 struct Routes {
     by_type: HashMap<String, Vec<SubscriberId>>,
@@ -125,17 +127,16 @@ impl Routes {
                 }
             }
         }
+        for ids in routes.by_type.values_mut() {
+            ids.extend(routes.all.iter().cloned());
+            ids.sort();
+            ids.dedup();
+        }
         routes
     }
 
     fn lookup(&self, event_type: &str) -> Vec<SubscriberId> {
-        let mut out: Vec<SubscriberId> = self.all.clone();
-        if let Some(ids) = self.by_type.get(event_type) {
-            out.extend(ids.iter().cloned());
-        }
-        out.sort();
-        out.dedup();
-        out
+        self.by_type.get(event_type).unwrap_or(&self.all).clone()
     }
 }
 
@@ -225,13 +226,13 @@ impl Dispatcher {
         subscriber: Option<&str>,
     ) -> Result<Vec<SubscriberId>, DispatchError> {
         match subscriber {
-            Some(id) => {
-                let map = self.shared.subscribers.read();
-                map.keys()
-                    .find(|k| k.as_str() == id)
-                    .map(|k| vec![k.clone()])
-                    .ok_or_else(|| DispatchError::UnknownSubscriber(id.to_owned()))
-            }
+            Some(id) => self
+                .shared
+                .subscribers
+                .read()
+                .get(id)
+                .map(|sub| vec![sub.id.clone()])
+                .ok_or_else(|| DispatchError::UnknownSubscriber(id.to_owned())),
             None => Ok(self.shared.routes.read().lookup(event_type)),
         }
     }
@@ -247,9 +248,8 @@ impl Dispatcher {
         self.shared
             .subscribers
             .read()
-            .iter()
-            .find(|(k, _)| k.as_str() == id)
-            .map(|(_, v)| Arc::clone(v))
+            .get(id)
+            .map(Arc::clone)
             .ok_or_else(|| DispatchError::UnknownSubscriber(id.to_owned()))
     }
 
