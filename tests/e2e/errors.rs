@@ -97,9 +97,26 @@ async fn ingest_errors_are_json_and_change_nothing() {
         r#"{{"event_type": "X", "payload": {{"s": "{}"}}}}"#,
         "x".repeat(300_000)
     );
-    let (status, body) = h.post_raw("/v1/events", huge).await;
+    let (status, body) = h.post_raw("/v1/events", huge.clone()).await;
     assert_eq!(status, 413, "{body}");
     assert_error_body(&body, "oversize body");
+    // The refused body is never read, so the answer must close the connection; otherwise a
+    // keep-alive client sends its next request into a socket the server is closing.
+    let res = reqwest::Client::new()
+        .post(h.url("/v1/events"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+    assert_eq!(
+        res.headers()
+            .get("connection")
+            .and_then(|v| v.to_str().ok()),
+        Some("close")
+    );
 
     // Nothing of the above was stored.
     let a = h.subscriber("a").await;

@@ -1,6 +1,6 @@
 //! [`ApiError`]: every failure the API answers, as `{"error": code, "message": sentence}`.
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use herald_core::StoreError;
@@ -120,6 +120,14 @@ impl IntoResponse for ApiError {
             error: self.code,
             message: &self.message,
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+            // An oversize body is refused without reading it, so the connection cannot carry
+            // another request: say so, or a keep-alive client would reuse a closing socket.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
     }
 }
