@@ -371,6 +371,11 @@ impl SledStore {
 
     /// Marks `row` finished (delivered or dead) at `at`: index entries first, the delivery last,
     /// so a crash in between leaves only stale index entries (which readers verify).
+    ///
+    /// A delivery never finishes before its event was received (`at` is clamped to
+    /// `created_at`, e.g. after the wall clock stepped back). The purge relies on it: a
+    /// delivery finished before the cutoff implies an event — and idempotency key — received
+    /// before it, so an event is never purged while its idempotency key must still answer.
     fn write_finished(
         &self,
         id: DeliveryId,
@@ -378,6 +383,7 @@ impl SledStore {
         status: Status,
         at: u64,
     ) -> Result<(), StoreError> {
+        let at = at.max(row.created_at);
         row.status = status;
         row.finished_at = at;
         self.insert(&keys::finished(at, id), row.event_id.to_bytes().to_vec())?;
