@@ -39,9 +39,20 @@ pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-/// Opens the raw sled tree of a closed store (to damage it on purpose).
+/// Opens the raw sled tree of a closed store (to damage it on purpose). sled's background
+/// thread may hold the directory lock for a moment after the store is dropped, so a lock error
+/// is retried for up to 5 s (as `SledStore::open` itself does).
 pub(crate) fn raw_tree(path: &Path) -> (sled::Db, sled::Tree) {
-    let db = sled::Config::new().path(path).open().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let db = loop {
+        match sled::Config::new().path(path).open() {
+            Ok(db) => break db,
+            Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("opening the raw tree: {e}"),
+        }
+    };
     let tree = db.open_tree("herald").unwrap();
     (db, tree)
 }
