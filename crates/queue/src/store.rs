@@ -635,16 +635,25 @@ impl SledStore {
         Ok(true)
     }
 
+    /// The next `PURGE_CHUNK` index entries in `start..end`; each purge pass removes the entries
+    /// it has handled, so calling this again moves on.
+    fn purge_chunk(
+        &self,
+        start: &[u8],
+        end: &[u8],
+    ) -> Result<Vec<(sled::IVec, sled::IVec)>, StoreError> {
+        self.tree
+            .range(start..end)
+            .take(PURGE_CHUNK)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(error::backend)
+    }
+
     fn purge_finished(&self, cutoff: UnixMillis, stats: &mut PurgeStats) -> Result<(), StoreError> {
         let start = [keys::FINISHED];
         let end = keys::finished_bound(cutoff.0);
         loop {
-            let chunk = self
-                .tree
-                .range(&start[..]..&end[..])
-                .take(PURGE_CHUNK)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(error::backend)?;
+            let chunk = self.purge_chunk(&start, &end)?;
             if chunk.is_empty() {
                 return Ok(());
             }
@@ -705,12 +714,7 @@ impl SledStore {
         let start = [keys::IDEMPOTENCY_TTL];
         let end = keys::idempotency_ttl_bound(cutoff.0);
         loop {
-            let chunk = self
-                .tree
-                .range(&start[..]..&end[..])
-                .take(PURGE_CHUNK)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(error::backend)?;
+            let chunk = self.purge_chunk(&start, &end)?;
             if chunk.is_empty() {
                 return Ok(());
             }
