@@ -36,12 +36,7 @@ const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 async fn start_receiver() -> SocketAddr {
     let app = Router::new().fallback(|_body: Bytes| async { StatusCode::NO_CONTENT });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind receiver");
-    let addr = listener.local_addr().expect("receiver address");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
+    support::serve(app).await
 }
 
 fn subscriber(addr: SocketAddr) -> SubscriberConfig {

@@ -72,12 +72,7 @@ async fn start_receiver(arrivals: Arrivals) -> SocketAddr {
         StatusCode::NO_CONTENT
     }
     let app = Router::new().fallback(hook).with_state(arrivals);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind receiver");
-    let addr = listener.local_addr().expect("receiver address");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
+    support::serve(app).await
 }
 
 fn subscriber(id: &str, addr: SocketAddr, max_in_flight: u32) -> SubscriberConfig {

@@ -1,4 +1,7 @@
-//! Set-up shared by the criterion benches.
+//! Set-up shared by the criterion benches (each bench uses the parts it needs).
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
 
 use tokio::runtime::Runtime;
 
@@ -9,4 +12,15 @@ pub(crate) fn runtime() -> Runtime {
         .enable_all()
         .build()
         .expect("tokio runtime")
+}
+
+/// Serves `app` on a fresh loopback port (the in-process receiver of a bench); returns its
+/// address.
+pub(crate) async fn serve(app: axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind receiver");
+    let addr = listener.local_addr().expect("receiver address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
 }

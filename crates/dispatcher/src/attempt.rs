@@ -54,18 +54,19 @@ pub(crate) async fn run(
             .record(result.duration.as_secs_f64());
 
         let outcome = decide(&sub, &settings, &shared, &delivery, &result, duration_ms);
+        let success = matches!(result.verdict, Verdict::Success);
         let record = AttemptRecord {
             attempt: delivery.attempt,
             at: result.started_at,
             status_code: result.status_code,
-            error: result.error.clone(),
+            error: result.error,
             duration_ms,
         };
         if let Err(e) = shared.store.finish_attempt(delivery.id, record, outcome) {
             // The lease stays; a restart makes the delivery due again (at-least-once).
             tracing::error!(error = %e, "recording the attempt failed");
         }
-        sub.record_outcome(matches!(result.verdict, Verdict::Success));
+        sub.record_outcome(success);
     }
     .instrument(span)
     .await;
