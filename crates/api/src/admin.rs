@@ -186,16 +186,7 @@ pub(crate) async fn list_deliveries(
         limit,
         cursor,
     })?;
-    let mut items = Vec::with_capacity(page.deliveries.len());
-    for record in &page.deliveries {
-        let attempts = state
-            .inner
-            .store
-            .get(record.id)?
-            .map(|d| d.attempts)
-            .unwrap_or_default();
-        items.push(DeliveryView::new(record, &attempts));
-    }
+    let items: Vec<DeliveryView> = page.deliveries.iter().map(DeliveryView::from).collect();
     Ok(Json(json!({
         "deliveries": items,
         "next_cursor": page.next_cursor.map(|c| c.to_string()),

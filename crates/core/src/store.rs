@@ -206,8 +206,8 @@ pub struct ListQuery {
 /// One page of deliveries, in id (creation) order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryPage {
-    /// The deliveries.
-    pub deliveries: Vec<DeliveryRecord>,
+    /// The deliveries, each with its attempt history (read in the same pass, no second lookup).
+    pub deliveries: Vec<DeliveryDetails>,
     /// Pass as `cursor` for the next page; `None` at the end.
     pub next_cursor: Option<DeliveryId>,
 }

@@ -602,7 +602,11 @@ pub fn dead_deliveries_can_be_retried_and_redriven(store: &dyn DeliveryStore) {
         })
         .unwrap();
     assert_eq!(listed.deliveries.len(), 1);
-    assert_eq!(listed.deliveries[0].id, dead_b);
+    assert_eq!(listed.deliveries[0].record.id, dead_b);
+    // A page carries each delivery's attempt history, the same as `get`.
+    let details = store.get(dead_b).unwrap().unwrap();
+    assert!(!details.attempts.is_empty());
+    assert_eq!(listed.deliveries[0].attempts, details.attempts);
 }
 
 /// release makes an in-flight delivery pending again without counting an attempt.
@@ -677,12 +681,12 @@ pub fn list_pages_in_id_order_with_filters(store: &dyn DeliveryStore) {
             .unwrap();
         pages += 1;
         assert!(page.deliveries.len() <= 7);
-        seen.extend(page.deliveries.iter().map(|d| d.id));
+        seen.extend(page.deliveries.iter().map(|d| d.record.id));
         match page.next_cursor {
             Some(c) => {
                 assert_eq!(
                     Some(c),
-                    page.deliveries.last().map(|d| d.id),
+                    page.deliveries.last().map(|d| d.record.id),
                     "cursor is the page's last id"
                 );
                 cursor = Some(c);
@@ -706,7 +710,11 @@ pub fn list_pages_in_id_order_with_filters(store: &dyn DeliveryStore) {
         })
         .unwrap();
     assert_eq!(
-        only_b.deliveries.iter().map(|d| d.id).collect::<Vec<_>>(),
+        only_b
+            .deliveries
+            .iter()
+            .map(|d| d.record.id)
+            .collect::<Vec<_>>(),
         of_b
     );
     assert_eq!(only_b.next_cursor, None);
@@ -724,7 +732,7 @@ pub fn list_pages_in_id_order_with_filters(store: &dyn DeliveryStore) {
         dead(Some(a.clone()))
             .deliveries
             .iter()
-            .map(|d| d.id)
+            .map(|d| d.record.id)
             .collect::<Vec<_>>(),
         claimed[..2].to_vec()
     );
@@ -748,7 +756,7 @@ pub fn list_pages_in_id_order_with_filters(store: &dyn DeliveryStore) {
             cursor: first.next_cursor,
         })
         .unwrap();
-    assert_eq!(second.deliveries[0].id, claimed[1]);
+    assert_eq!(second.deliveries[0].record.id, claimed[1]);
     assert_eq!(second.next_cursor, None);
 
     let in_flight = store
@@ -761,7 +769,7 @@ pub fn list_pages_in_id_order_with_filters(store: &dyn DeliveryStore) {
         in_flight
             .deliveries
             .iter()
-            .map(|d| d.id)
+            .map(|d| d.record.id)
             .collect::<Vec<_>>(),
         vec![claimed[2]]
     );
@@ -776,7 +784,7 @@ pub fn list_pages_in_id_order_with_filters(store: &dyn DeliveryStore) {
     assert!(pending_a
         .deliveries
         .iter()
-        .all(|d| d.status == DeliveryStatus::Pending && d.subscriber == a));
+        .all(|d| d.record.status == DeliveryStatus::Pending && d.record.subscriber == a));
 }
 
 /// limit 0 means 100; larger limits are clamped to 1000.

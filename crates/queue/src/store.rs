@@ -747,7 +747,7 @@ impl SledStore {
         limit: usize,
         mut rows: impl Iterator<Item = Result<(DeliveryId, Option<Delivery>), StoreError>>,
     ) -> Result<DeliveryPage, StoreError> {
-        let mut out: Vec<DeliveryRecord> = Vec::with_capacity(limit.min(256));
+        let mut out: Vec<DeliveryDetails> = Vec::with_capacity(limit.min(256));
         let mut scanned = 0usize;
         for item in rows.by_ref() {
             let (id, row) = item?;
@@ -762,13 +762,16 @@ impl SledStore {
                 if wanted {
                     if out.len() == limit {
                         // One more match exists: the page is full and not the last.
-                        let next_cursor = out.last().map(|r| r.id);
+                        let next_cursor = out.last().map(|d| d.record.id);
                         return Ok(DeliveryPage {
                             deliveries: out,
                             next_cursor,
                         });
                     }
-                    out.push(row.public(id));
+                    out.push(DeliveryDetails {
+                        record: row.public(id),
+                        attempts: row.history.iter().map(Attempt::public).collect(),
+                    });
                 }
             }
             if scanned >= MAX_LIST_SCAN {

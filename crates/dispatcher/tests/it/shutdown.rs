@@ -51,8 +51,7 @@ async fn shutdown_after_grace_releases_unfinished_attempts() {
             cursor: None,
         })
         .unwrap();
-    assert!(page
-        .deliveries
-        .iter()
-        .all(|d| d.attempts == 0 && d.status == herald_core::DeliveryStatus::Pending));
+    assert!(page.deliveries.iter().all(|d| d.record.attempts == 0
+        && d.attempts.is_empty()
+        && d.record.status == herald_core::DeliveryStatus::Pending));
 }

@@ -192,7 +192,7 @@ fn check_store(dir: &Path, acked: &[Ack]) -> u64 {
                 ..ListQuery::default()
             })
             .unwrap();
-        for d in &page.deliveries {
+        for d in page.deliveries.iter().map(|d| &d.record) {
             let c = by_sub.entry(d.subscriber.to_string()).or_default();
             match d.status {
                 DeliveryStatus::Pending => c.pending += 1,

@@ -343,7 +343,7 @@ fn check(store: &SledStore, model: &Model) {
                 ..ListQuery::default()
             })
             .unwrap();
-        listed.extend(page.deliveries);
+        listed.extend(page.deliveries.into_iter().map(|d| d.record));
         match page.next_cursor {
             Some(c) => cursor = Some(c),
             None => break,
@@ -371,7 +371,7 @@ fn check(store: &SledStore, model: &Model) {
                 ..ListQuery::default()
             })
             .unwrap();
-        let ids: Vec<DeliveryId> = page.deliveries.iter().map(|d| d.id).collect();
+        let ids: Vec<DeliveryId> = page.deliveries.iter().map(|d| d.record.id).collect();
         assert_eq!(ids, model.with_status(status), "{status:?}");
     }
 }

@@ -203,7 +203,10 @@ fn corrupt_records_are_reported_and_kept() {
         assert_eq!(store.counts(&a).pending, 1);
         let page = store.list(&ListQuery::default()).unwrap();
         assert_eq!(
-            page.deliveries.iter().map(|d| d.id).collect::<Vec<_>>(),
+            page.deliveries
+                .iter()
+                .map(|d| d.record.id)
+                .collect::<Vec<_>>(),
             vec![good]
         );
         assert!(store.corrupt_records() >= 2, "the list met it too");
