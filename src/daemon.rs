@@ -41,7 +41,11 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
 
 async fn serve(config: HeraldConfig) -> anyhow::Result<()> {
     let metrics = match herald_api::install_recorder() {
-        Ok(h) => Some(h),
+        Ok(h) => {
+            // Aborted with the runtime; it holds nothing that needs a clean stop.
+            tokio::spawn(herald_api::run_upkeep(h.clone()));
+            Some(h)
+        }
         Err(e) => {
             tracing::warn!(error = %e, "metrics recorder not installed; /metrics is disabled");
             None

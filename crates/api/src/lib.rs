@@ -44,7 +44,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use error::ApiError;
 pub use ingest::MAX_BATCH_EVENTS;
-pub use metrics::install_recorder;
+pub use metrics::{install_recorder, run_upkeep};
 
 /// Re-reads the configuration and applies it; `Err` carries a printable reason (no secrets).
 pub type ReloadFn = Arc<dyn Fn() -> Result<ReloadReport, String> + Send + Sync>;
