@@ -1,11 +1,18 @@
-//! [`HttpClient`]: the one reqwest client every subscriber shares.
+//! [`HttpClient`]: the one HTTP client every subscriber shares.
 
 use std::fmt;
 use std::time::Duration;
 
-use herald_core::{SecurityPolicy, USER_AGENT};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::guard::GuardedResolver;
+use herald_core::SecurityPolicy;
+
+use crate::guard::Resolver;
 use crate::DeliveryError;
 
 /// Idle keep-alive connections kept per host: enough for a subscriber at the
@@ -15,46 +22,70 @@ pub const MAX_IDLE_PER_HOST: usize = 512;
 /// How long an idle pooled connection is kept.
 pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// TCP keep-alive probes on idle connections.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
+
+/// HTTP/2 PING interval and how long to wait for its answer.
+const H2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A request body: the stored payload (or a token request), sent in one piece.
+pub(crate) type Body = Full<Bytes>;
+
+/// The pooled hyper client underneath.
+pub(crate) type Hyper = Client<HttpsConnector<HttpConnector<Resolver>>, Body>;
+
 /// The HTTP client shared by all subscribers.
 ///
-/// It wraps a single `reqwest::Client` (cloning is cheap: the pool is shared), configured for
-/// webhook delivery:
+/// A pooled hyper client (cloning is cheap: the pool is shared), configured for webhook
+/// delivery:
 ///
-/// - keep-alive pooling, up to [`MAX_IDLE_PER_HOST`] idle connections per host;
-/// - HTTP/1.1 and HTTP/2 (negotiated by ALPN) over rustls;
-/// - redirects are never followed (a 3xx is a failed attempt), reqwest's own retries are off,
-///   and no proxy is used (a proxy would resolve names itself, past the SSRF guard);
+/// - keep-alive pooling, up to [`MAX_IDLE_PER_HOST`] idle connections per host, closed after
+///   [`POOL_IDLE_TIMEOUT`];
+/// - HTTP/1.1 and HTTP/2 (negotiated by ALPN) over rustls, certificates checked by the
+///   platform verifier;
+/// - redirects are never followed (a 3xx is a failed attempt), nothing is retried (except a
+///   request that never left because its pooled connection had just closed), no proxy is used;
 /// - unless `allow_private_networks`, every name is resolved through the SSRF guard
 ///   (see [`guard`](crate::guard)).
 ///
-/// Timeouts are per request (each [`Endpoint`](crate::Endpoint) applies its subscriber's), so the
-/// client itself has none.
+/// Timeouts are per attempt (each [`Endpoint`](crate::Endpoint) applies its subscriber's), so
+/// the client itself has none.
+///
+/// hyper's client is used directly rather than through reqwest: reqwest's layers (redirect and
+/// retry policies, default-header merging, URL re-parsing per request) cost a third of the
+/// delivery path's CPU, measured while draining a backlog through 500 connections.
 #[derive(Clone)]
 pub struct HttpClient {
-    inner: reqwest::Client,
+    inner: Hyper,
     security: SecurityPolicy,
 }
 
 impl HttpClient {
     /// Builds the shared client for the given `[security]` policy.
     pub fn new(security: SecurityPolicy) -> Result<Self, DeliveryError> {
-        let mut builder = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .redirect(reqwest::redirect::Policy::none())
-            .retry(reqwest::retry::never())
-            .no_proxy()
-            .referer(false)
-            .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
+        let mut tcp = HttpConnector::new_with_resolver(Resolver::new(
+            !security.allow_private_networks,
+        ));
+        tcp.enforce_http(false);
+        tcp.set_nodelay(true);
+        tcp.set_keepalive(Some(TCP_KEEPALIVE));
+        let connector = HttpsConnectorBuilder::new()
+            .try_with_platform_verifier()
+            .map_err(|e| DeliveryError::Client(format!("tls setup: {e}")))?
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(tcp);
+        let inner = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .tcp_nodelay(true)
-            .tcp_keepalive(Duration::from_secs(30))
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .http2_keep_alive_timeout(Duration::from_secs(10))
-            .http2_adaptive_window(true);
-        if !security.allow_private_networks {
-            builder = builder.dns_resolver(GuardedResolver);
-        }
-        let inner = builder.build().map_err(DeliveryError::Client)?;
+            .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .http2_keep_alive_interval(H2_KEEPALIVE_INTERVAL)
+            .http2_keep_alive_timeout(H2_KEEPALIVE_TIMEOUT)
+            .http2_adaptive_window(true)
+            .build(connector);
         Ok(Self { inner, security })
     }
 
@@ -63,7 +94,7 @@ impl HttpClient {
         self.security
     }
 
-    pub(crate) fn reqwest(&self) -> &reqwest::Client {
+    pub(crate) fn hyper(&self) -> &Hyper {
         &self.inner
     }
 }

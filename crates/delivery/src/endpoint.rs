@@ -6,7 +6,9 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, USER_AGENT};
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use hyper::body::Incoming;
+use tokio::time::{timeout_at, Instant};
 use url::Url;
 
 use herald_core::{DeliveryId, SecurityPolicy, SubscriberConfig, SubscriberId, UnixMillis};
@@ -15,6 +17,7 @@ use crate::auth::{self, AuthHeader, AuthProvider, MAX_TOKEN_TIMEOUT};
 use crate::guard::{self, Blocked};
 use crate::outcome::{self, describe, human, Verdict};
 use crate::signing::{self, SignInput, Signer};
+use crate::client::{Body, Hyper};
 use crate::{DeliveryError, HttpClient};
 
 /// `webhook-id`: the delivery id, the same on every retry.
@@ -64,8 +67,10 @@ pub struct AttemptResult {
 pub struct Endpoint {
     subscriber: SubscriberId,
     url: Url,
+    /// `url` as the request target, converted once.
+    uri: Uri,
     timeout: Duration,
-    client: reqwest::Client,
+    client: Hyper,
     /// `content-type`, `user-agent` and the subscriber's static headers.
     static_headers: HeaderMap,
     auth: Arc<dyn AuthProvider>,
@@ -86,6 +91,7 @@ impl Endpoint {
     pub fn new(cfg: &SubscriberConfig, client: &HttpClient) -> Result<Self, DeliveryError> {
         let security = client.security();
         check_scheme(&cfg.id, &cfg.url, "url", security)?;
+        let uri = request_uri(&cfg.id, &cfg.url, "url")?;
         let blocked = if security.allow_private_networks {
             None
         } else {
@@ -124,8 +130,9 @@ impl Endpoint {
         Ok(Self {
             subscriber: cfg.id.clone(),
             url: cfg.url.clone(),
+            uri,
             timeout: cfg.timeout,
-            client: client.reqwest().clone(),
+            client: client.hyper().clone(),
             static_headers,
             auth,
             signer,
@@ -241,31 +248,44 @@ impl Endpoint {
             } else {
                 std::mem::take(&mut headers)
             };
-            let sent = self
-                .client
-                .post(self.url.clone())
-                .headers(to_send)
-                .body(request.payload.clone())
-                .timeout(self.timeout)
-                .send()
-                .await;
-            let response = match sent {
-                Ok(response) => response,
-                Err(e) => return Outcome::failed(describe(&e, self.timeout)),
+            // The subscriber's timeout runs from here to the last body byte read.
+            let deadline = Instant::now() + self.timeout;
+            let mut http_request = http::Request::new(Body::new(request.payload.clone()));
+            *http_request.method_mut() = Method::POST;
+            *http_request.uri_mut() = self.uri.clone();
+            *http_request.headers_mut() = to_send;
+            let response = match timeout_at(deadline, self.client.request(http_request)).await {
+                Ok(Ok(response)) => response,
+                Ok(Err(e)) => return Outcome::failed(describe(&e)),
+                Err(_) => return Outcome::failed(format!("timeout after {}", human(self.timeout))),
             };
-            let status = response.status();
-            if status == StatusCode::UNAUTHORIZED && may_resend {
+            let (parts, body) = response.into_parts();
+            if parts.status == StatusCode::UNAUTHORIZED && may_resend {
                 if let Some(rejected) = &auth_header {
                     if self.auth.on_unauthorized(rejected) {
-                        outcome::drain(response).await;
+                        let _ = timeout_at(deadline, outcome::drain(body)).await;
                         resent = true;
                         continue;
                     }
                 }
             }
-            return Outcome::from_response(response).await;
+            return Outcome::from_response(parts, body, deadline).await;
         }
     }
+}
+
+/// `url` as an `http::Uri`, the form the client sends.
+pub(crate) fn request_uri(
+    subscriber: &SubscriberId,
+    url: &Url,
+    what: &'static str,
+) -> Result<Uri, DeliveryError> {
+    url.as_str()
+        .parse()
+        .map_err(|_| DeliveryError::InvalidUrl {
+            subscriber: subscriber.to_string(),
+            what,
+        })
 }
 
 /// Refuses URL schemes the policy does not allow.
@@ -319,11 +339,14 @@ impl Outcome {
         }
     }
 
-    async fn from_response(response: reqwest::Response) -> Self {
-        let status = response.status();
+    /// The verdict from the status; the body is drained (at most 4 KiB, until `deadline`) so
+    /// the connection can be reused.
+    async fn from_response(parts: http::response::Parts, body: Incoming, deadline: Instant) -> Self {
+        let status = parts.status;
         let (verdict, error) = outcome::judge_status(status);
-        let retry_after = outcome::retry_after(status, response.headers(), SystemTime::now());
-        outcome::drain(response).await;
+        let retry_after = outcome::retry_after(status, &parts.headers, SystemTime::now());
+        // The status has arrived, so the verdict stands even if the body is slow.
+        let _ = timeout_at(deadline, outcome::drain(body)).await;
         Self {
             verdict,
             status_code: Some(status.as_u16()),

@@ -94,9 +94,18 @@ pub enum DeliveryError {
         subscriber: String,
     },
 
-    /// The shared reqwest client could not be built (TLS backend initialisation).
-    #[error("could not build the HTTP client")]
-    Client(#[source] reqwest::Error),
+    /// The shared HTTP client could not be built (TLS backend initialisation).
+    #[error("could not build the HTTP client: {0}")]
+    Client(String),
+
+    /// A subscriber URL that the HTTP stack cannot use as a request target.
+    #[error("subscriber {subscriber}: {what} is not a usable request URL")]
+    InvalidUrl {
+        /// The subscriber.
+        subscriber: String,
+        /// Which setting: `url` or `auth.token_url`.
+        what: &'static str,
+    },
 
     /// The OAuth2 token endpoint did not hand out a usable token. The text is short and safe to
     /// store: it never contains the client secret or a token.

@@ -8,14 +8,17 @@
 //!
 //! The check runs on the *resolved* address, inside the HTTP client's DNS resolver
 //! (`GuardedResolver`), so a public name that resolves to `10.0.0.5` is refused too and the
-//! address that was checked is the one that is dialled (no second lookup to rebind). reqwest
+//! address that was checked is the one that is dialled (no second lookup to rebind). The client
 //! does not call the resolver for IP-literal hosts, so [`Endpoint`](crate::Endpoint) checks those
 //! itself before sending. A refused attempt sends nothing to the target.
 
 use std::fmt;
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use hyper_util::client::legacy::connect::dns::Name;
 use url::{Host, Url};
 
 /// Why `ip` must not be dialled (e.g. `"a loopback address"`), or `None` when it is a public
@@ -148,48 +151,69 @@ impl fmt::Display for LookupFailed {
 
 impl std::error::Error for LookupFailed {}
 
-/// reqwest DNS resolver that drops refused addresses.
+/// The client's DNS resolver: the system resolver (`tokio::net::lookup_host`), and, when
+/// guarded, the SSRF check of every address it returns.
 ///
-/// It resolves with the system resolver (`tokio::net::lookup_host`), keeps only allowed
-/// addresses, and fails with [`Blocked`] when none is left. Dropping (rather than failing on) a
-/// refused address among public ones keeps dual-homed names working while still never dialling
-/// the refused one.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct GuardedResolver;
+/// A guarded lookup keeps only allowed addresses and fails with [`Blocked`] when none is left.
+/// Dropping (rather than failing on) a refused address among public ones keeps dual-homed names
+/// working while still never dialling the refused one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Resolver {
+    guarded: bool,
+}
 
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let host = name.as_str().to_owned();
-        Box::pin(async move {
-            let found = tokio::net::lookup_host((host.as_str(), 0))
-                .await
-                .map_err(|source| LookupFailed {
-                    host: host.clone(),
-                    source,
-                })?;
-            let mut allowed: Vec<SocketAddr> = Vec::new();
-            let mut refused: Option<Blocked> = None;
-            for addr in found {
-                match blocked_reason(addr.ip()) {
-                    None => allowed.push(addr),
-                    Some(reason) => {
-                        refused.get_or_insert(Blocked {
-                            host: host.clone(),
-                            ip: addr.ip(),
-                            reason,
-                        });
-                    }
-                }
-            }
-            if allowed.is_empty() {
-                if let Some(blocked) = refused {
-                    return Err(blocked.into());
-                }
-            }
-            let addrs: Addrs = Box::new(allowed.into_iter());
-            Ok(addrs)
-        })
+impl Resolver {
+    pub(crate) fn new(guarded: bool) -> Self {
+        Self { guarded }
     }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower_service::Service<Name> for Resolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        Box::pin(resolve(name.as_str().to_owned(), self.guarded))
+    }
+}
+
+async fn resolve(host: String, guarded: bool) -> Result<std::vec::IntoIter<SocketAddr>, BoxError> {
+    let found = tokio::net::lookup_host((host.as_str(), 0))
+        .await
+        .map_err(|source| LookupFailed {
+            host: host.clone(),
+            source,
+        })?;
+    if !guarded {
+        return Ok(found.collect::<Vec<_>>().into_iter());
+    }
+    let mut allowed: Vec<SocketAddr> = Vec::new();
+    let mut refused: Option<Blocked> = None;
+    for addr in found {
+        match blocked_reason(addr.ip()) {
+            None => allowed.push(addr),
+            Some(reason) => {
+                refused.get_or_insert(Blocked {
+                    host: host.clone(),
+                    ip: addr.ip(),
+                    reason,
+                });
+            }
+        }
+    }
+    if allowed.is_empty() {
+        if let Some(blocked) = refused {
+            return Err(blocked.into());
+        }
+    }
+    Ok(allowed.into_iter())
 }
 
 #[cfg(test)]
@@ -284,8 +308,7 @@ mod tests {
 
     #[tokio::test]
     async fn resolver_refuses_names_that_resolve_to_loopback() {
-        let name: Name = "localhost".parse().expect("name");
-        let err = match GuardedResolver.resolve(name).await {
+        let err = match resolve("localhost".to_owned(), true).await {
             Ok(addrs) => panic!("resolved to {:?}", addrs.collect::<Vec<_>>()),
             Err(err) => err,
         };
@@ -294,5 +317,14 @@ mod tests {
             text.starts_with("blocked: localhost resolves to "),
             "{text}"
         );
+    }
+
+    #[tokio::test]
+    async fn an_unguarded_resolver_keeps_loopback() {
+        let addrs: Vec<SocketAddr> = resolve("localhost".to_owned(), false)
+            .await
+            .expect("resolves")
+            .collect();
+        assert!(addrs.iter().any(|a| a.ip().is_loopback()), "{addrs:?}");
     }
 }

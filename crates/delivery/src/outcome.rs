@@ -5,6 +5,9 @@ use std::io;
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::{Body as _, Incoming};
+use hyper_util::client::legacy::Error as ClientError;
 
 use crate::guard::{Blocked, LookupFailed};
 
@@ -72,38 +75,33 @@ pub(crate) fn retry_after(
 
 /// Reads and discards at most [`MAX_DRAINED_BODY`] bytes of the body, so a small response lets
 /// its connection be reused while a huge or endless one is dropped (closing the connection).
-/// The request's own timeout still bounds the reading, so a slow-loris body cannot hold the
-/// attempt past it.
-pub(crate) async fn drain(mut response: reqwest::Response) {
-    if response
-        .content_length()
-        .is_some_and(|len| len > MAX_DRAINED_BODY)
-    {
+/// The caller bounds the reading with the attempt's deadline, so a slow-loris body cannot hold
+/// the attempt past its timeout.
+pub(crate) async fn drain(mut body: Incoming) {
+    if body.size_hint().lower() > MAX_DRAINED_BODY {
         return;
     }
     let mut read: u64 = 0;
-    while let Ok(Some(chunk)) = response.chunk().await {
-        read = read.saturating_add(chunk.len() as u64);
-        if read > MAX_DRAINED_BODY {
-            return;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Some(data) = frame.data_ref() {
+            read = read.saturating_add(data.len() as u64);
+            if read > MAX_DRAINED_BODY {
+                return;
+            }
         }
     }
 }
 
-/// A short text for a failed request: `timeout after 10s`, `connection refused`,
+/// A short text for a failed request: `connection refused`,
 /// `blocked: 127.0.0.1 is a loopback address`, `tls: …`. Never includes the URL (it may carry
-/// credentials) or any header.
-pub(crate) fn describe(err: &reqwest::Error, timeout: Duration) -> String {
+/// credentials) or any header. Timeouts are the caller's (`timeout after …`).
+pub(crate) fn describe(err: &ClientError) -> String {
     if let Some(blocked) = find::<Blocked>(err) {
         return blocked.to_string();
-    }
-    if err.is_timeout() {
-        return format!("timeout after {}", human(timeout));
     }
     if let Some(lookup) = find::<LookupFailed>(err) {
         return truncate(lookup.to_string());
     }
-    let inner = innermost(err);
     if let Some(io) = find::<io::Error>(err) {
         let text = match io.kind() {
             io::ErrorKind::ConnectionRefused => Some("connection refused"),
@@ -118,6 +116,11 @@ pub(crate) fn describe(err: &reqwest::Error, timeout: Duration) -> String {
             return text.to_owned();
         }
     }
+    let hyper = find::<hyper::Error>(err);
+    if hyper.is_some_and(hyper::Error::is_incomplete_message) {
+        return "connection closed early".to_owned();
+    }
+    let inner = innermost(err);
     let lowered = inner.to_ascii_lowercase();
     let kind = if [
         "certificate",
@@ -132,9 +135,7 @@ pub(crate) fn describe(err: &reqwest::Error, timeout: Duration) -> String {
         "tls"
     } else if err.is_connect() {
         "connection error"
-    } else if err.is_body() {
-        "request body error"
-    } else if err.is_decode() {
+    } else if hyper.is_some_and(hyper::Error::is_parse) {
         "response error"
     } else {
         "request error"
@@ -166,14 +167,14 @@ fn find<'a, E: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> Option<
 }
 
 /// The deepest cause's message: the specific one ("invalid peer certificate: UnknownIssuer"),
-/// not reqwest's "error sending request for url (…)", which would repeat the URL.
-fn innermost(err: &reqwest::Error) -> String {
+/// not the client's generic "client error (Connect)".
+fn innermost(err: &ClientError) -> String {
     let mut last: &(dyn StdError + 'static) = err;
     while let Some(next) = last.source() {
         last = next;
     }
     if std::ptr::addr_eq(last, err) {
-        // No cause: describe the kind only, without the URL-bearing top-level message.
+        // No cause: describe the kind only.
         return "unknown".to_owned();
     }
     last.to_string()

@@ -23,20 +23,23 @@ use std::fmt;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use http::header::AUTHORIZATION;
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, USER_AGENT};
 use http::HeaderValue;
+use http_body_util::BodyExt;
 use oauth2::basic::{BasicClient, BasicErrorResponse, BasicTokenResponse};
 use oauth2::{
     AsyncHttpClient, ClientId, ClientSecret, EndpointNotSet, EndpointSet, HttpRequest,
     HttpResponse, RequestTokenError, Scope, TokenResponse, TokenUrl,
 };
-use tokio::time::Instant;
+use tokio::time::{timeout_at, Instant};
 use url::Url;
 
 use herald_core::{BoxFuture, Secret, SubscriberId};
 
 use super::{sensitive, AuthHeader, AuthProvider};
 use crate::guard::{self, Blocked};
+use crate::client::{Body, Hyper};
 use crate::outcome::{describe, human};
 use crate::{endpoint, DeliveryError, HttpClient};
 
@@ -112,7 +115,7 @@ impl OAuth2ClientCredentials {
             oauth,
             scopes: scopes.iter().cloned().map(Scope::new).collect(),
             transport: TokenTransport {
-                http: client.reqwest().clone(),
+                http: client.hyper().clone(),
                 timeout,
             },
             timeout,
@@ -275,9 +278,9 @@ impl fmt::Debug for OAuth2ClientCredentials {
     }
 }
 
-/// The oauth2 crate's HTTP transport, over the shared reqwest client.
+/// The oauth2 crate's HTTP transport, over the shared client.
 struct TokenTransport {
-    http: reqwest::Client,
+    http: Hyper,
     timeout: Duration,
 }
 
@@ -292,39 +295,44 @@ impl<'c> AsyncHttpClient<'c> for TokenTransport {
 
 impl TokenTransport {
     async fn send(&self, request: HttpRequest) -> Result<HttpResponse, TokenTransportError> {
-        let mut request = reqwest::Request::try_from(request)
-            .map_err(|_| TokenTransportError("invalid token request".to_owned()))?;
-        *request.timeout_mut() = Some(self.timeout);
-        let mut response = self
-            .http
-            .execute(request)
+        let deadline = Instant::now() + self.timeout;
+        let timed_out = || TokenTransportError(format!("timeout after {}", human(self.timeout)));
+        let (mut parts, body) = request.into_parts();
+        parts
+            .headers
+            .insert(USER_AGENT, HeaderValue::from_static(herald_core::USER_AGENT));
+        let request = http::Request::from_parts(parts, Body::new(Bytes::from(body)));
+        let response = timeout_at(deadline, self.http.request(request))
             .await
-            .map_err(|e| TokenTransportError(describe(&e, self.timeout)))?;
-        let status = response.status();
+            .map_err(|_| timed_out())?
+            .map_err(|e| TokenTransportError(describe(&e)))?;
+        let (parts, mut body) = response.into_parts();
         // 200 is a token, 400/401 a standard error document; anything else is reported as is.
-        if !matches!(status.as_u16(), 200 | 400 | 401) {
+        if !matches!(parts.status.as_u16(), 200 | 400 | 401) {
             return Err(TokenTransportError(format!(
                 "token endpoint answered HTTP {}",
-                status.as_u16()
+                parts.status.as_u16()
             )));
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| TokenTransportError(describe(&e, self.timeout)))?
-        {
-            if body.len() + chunk.len() > MAX_TOKEN_RESPONSE {
-                return Err(TokenTransportError(
-                    "token response larger than 64 KiB".to_owned(),
-                ));
+        let mut collected = Vec::new();
+        loop {
+            let frame = timeout_at(deadline, body.frame())
+                .await
+                .map_err(|_| timed_out())?;
+            let Some(frame) = frame else { break };
+            let frame = frame.map_err(|e| {
+                TokenTransportError(format!("reading the token response: {e}"))
+            })?;
+            if let Some(data) = frame.data_ref() {
+                if collected.len() + data.len() > MAX_TOKEN_RESPONSE {
+                    return Err(TokenTransportError(
+                        "token response larger than 64 KiB".to_owned(),
+                    ));
+                }
+                collected.extend_from_slice(data);
             }
-            body.extend_from_slice(&chunk);
         }
-        let mut out = http::Response::new(body);
-        *out.status_mut() = status;
-        *out.headers_mut() = std::mem::take(response.headers_mut());
-        Ok(out)
+        Ok(http::Response::from_parts(parts, collected))
     }
 }
 
