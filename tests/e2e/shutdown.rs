@@ -32,6 +32,9 @@ async fn sigterm_drains_in_flight_and_exits_zero() {
     h.sigterm();
     // During the drain ingest answers 503 with a JSON error (or the port is already closed).
     let mut saw_503 = false;
+    // Events accepted in the first instant after the signal may still go out before the
+    // dispatcher stops (or after the restart below).
+    let mut accepted_late = 0;
     while sent.elapsed() < Duration::from_millis(1000) {
         match h
             .http
@@ -52,6 +55,7 @@ async fn sigterm_drains_in_flight_and_exits_zero() {
                     status == 202 && sent.elapsed() < Duration::from_millis(200),
                     "ingest answered {status} during the drain"
                 );
+                accepted_late += 1;
             }
             Err(_) => break,
         }
@@ -67,7 +71,19 @@ async fn sigterm_drains_in_flight_and_exits_zero() {
         sent.elapsed() < Duration::from_secs(10),
         "beyond the grace period"
     );
-    assert_eq!(rx.answered(), 5, "in-flight requests were cut");
+    let answered_ok = rx.succeeded();
+    for id in &ids {
+        assert!(
+            answered_ok.contains(id),
+            "in-flight request {id} was cut; log:\n{}",
+            h.log_text()
+        );
+    }
+    assert!(
+        (5..=5 + accepted_late).contains(&rx.answered()),
+        "{} answered, {accepted_late} accepted after the signal",
+        rx.answered()
+    );
 
     // The outcomes were flushed: after a restart every delivery is delivered, none sent again.
     rx.set(Mode::Status(200));
