@@ -64,9 +64,8 @@ pub struct HttpClient {
 impl HttpClient {
     /// Builds the shared client for the given `[security]` policy.
     pub fn new(security: SecurityPolicy) -> Result<Self, DeliveryError> {
-        let mut tcp = HttpConnector::new_with_resolver(Resolver::new(
-            !security.allow_private_networks,
-        ));
+        let mut tcp =
+            HttpConnector::new_with_resolver(Resolver::new(!security.allow_private_networks));
         tcp.enforce_http(false);
         tcp.set_nodelay(true);
         tcp.set_keepalive(Some(TCP_KEEPALIVE));

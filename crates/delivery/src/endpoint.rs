@@ -14,10 +14,10 @@ use url::Url;
 use herald_core::{DeliveryId, SecurityPolicy, SubscriberConfig, SubscriberId, UnixMillis};
 
 use crate::auth::{self, AuthHeader, AuthProvider, MAX_TOKEN_TIMEOUT};
+use crate::client::{Body, Hyper};
 use crate::guard::{self, Blocked};
 use crate::outcome::{self, describe, human, Verdict};
 use crate::signing::{self, SignInput, Signer};
-use crate::client::{Body, Hyper};
 use crate::{DeliveryError, HttpClient};
 
 /// `webhook-id`: the delivery id, the same on every retry.
@@ -280,12 +280,10 @@ pub(crate) fn request_uri(
     url: &Url,
     what: &'static str,
 ) -> Result<Uri, DeliveryError> {
-    url.as_str()
-        .parse()
-        .map_err(|_| DeliveryError::InvalidUrl {
-            subscriber: subscriber.to_string(),
-            what,
-        })
+    url.as_str().parse().map_err(|_| DeliveryError::InvalidUrl {
+        subscriber: subscriber.to_string(),
+        what,
+    })
 }
 
 /// Refuses URL schemes the policy does not allow.
@@ -341,7 +339,11 @@ impl Outcome {
 
     /// The verdict from the status; the body is drained (at most 4 KiB, until `deadline`) so
     /// the connection can be reused.
-    async fn from_response(parts: http::response::Parts, body: Incoming, deadline: Instant) -> Self {
+    async fn from_response(
+        parts: http::response::Parts,
+        body: Incoming,
+        deadline: Instant,
+    ) -> Self {
         let status = parts.status;
         let (verdict, error) = outcome::judge_status(status);
         let retry_after = outcome::retry_after(status, &parts.headers, SystemTime::now());

@@ -38,8 +38,8 @@ use url::Url;
 use herald_core::{BoxFuture, Secret, SubscriberId};
 
 use super::{sensitive, AuthHeader, AuthProvider};
-use crate::guard::{self, Blocked};
 use crate::client::{Body, Hyper};
+use crate::guard::{self, Blocked};
 use crate::outcome::{describe, human};
 use crate::{endpoint, DeliveryError, HttpClient};
 
@@ -298,9 +298,10 @@ impl TokenTransport {
         let deadline = Instant::now() + self.timeout;
         let timed_out = || TokenTransportError(format!("timeout after {}", human(self.timeout)));
         let (mut parts, body) = request.into_parts();
-        parts
-            .headers
-            .insert(USER_AGENT, HeaderValue::from_static(herald_core::USER_AGENT));
+        parts.headers.insert(
+            USER_AGENT,
+            HeaderValue::from_static(herald_core::USER_AGENT),
+        );
         let request = http::Request::from_parts(parts, Body::new(Bytes::from(body)));
         let response = timeout_at(deadline, self.http.request(request))
             .await
@@ -320,9 +321,8 @@ impl TokenTransport {
                 .await
                 .map_err(|_| timed_out())?;
             let Some(frame) = frame else { break };
-            let frame = frame.map_err(|e| {
-                TokenTransportError(format!("reading the token response: {e}"))
-            })?;
+            let frame = frame
+                .map_err(|e| TokenTransportError(format!("reading the token response: {e}")))?;
             if let Some(data) = frame.data_ref() {
                 if collected.len() + data.len() > MAX_TOKEN_RESPONSE {
                     return Err(TokenTransportError(
