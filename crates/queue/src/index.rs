@@ -19,6 +19,9 @@ pub(crate) struct Ready {
     pub(crate) event_id: EventId,
     /// Attempts finished so far.
     pub(crate) attempts: u32,
+    /// The record on disk is still exactly as enqueued (`Delivery::fresh`), so the claim can
+    /// rebuild it from the event it reads anyway and the attempt's result need not read it back.
+    pub(crate) fresh: bool,
 }
 
 /// Pending deliveries by (due ms, id): earliest due first, ties in creation order.
@@ -62,10 +65,8 @@ impl SubscriberState {
     }
 
     /// Makes a pending delivery claimable at `due`.
-    pub(crate) fn make_ready(&self, due: u64, id: DeliveryId, event_id: EventId, attempts: u32) {
-        self.ready
-            .lock()
-            .insert((due, id), Ready { event_id, attempts });
+    pub(crate) fn make_ready(&self, due: u64, id: DeliveryId, ready: Ready) {
+        self.ready.lock().insert((due, id), ready);
     }
 
     /// Moves one delivery's count from `from` to `to`.

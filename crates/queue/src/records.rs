@@ -14,6 +14,8 @@ use herald_core::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::index::Ready;
+
 /// The version byte of every record this build writes.
 pub(crate) const V1: u8 = 1;
 
@@ -121,6 +123,49 @@ pub(crate) struct Delivery {
 }
 
 impl Delivery {
+    /// A delivery as enqueued: pending, due at once, never attempted.
+    pub(crate) fn fresh(
+        event_id: EventId,
+        subscriber: SubscriberId,
+        event_type: String,
+        received: u64,
+    ) -> Self {
+        Self {
+            event_id,
+            subscriber,
+            event_type,
+            status: Status::Pending,
+            attempts: 0,
+            due: received,
+            created_at: received,
+            updated_at: received,
+            finished_at: 0,
+            last_error: None,
+            history: Vec::new(),
+        }
+    }
+
+    /// Whether the record is still exactly as [`Delivery::fresh`] wrote it, so it can be
+    /// rebuilt from its event instead of read back.
+    pub(crate) fn is_fresh(&self) -> bool {
+        self.status == Status::Pending
+            && self.attempts == 0
+            && self.due == self.created_at
+            && self.updated_at == self.created_at
+            && self.finished_at == 0
+            && self.last_error.is_none()
+            && self.history.is_empty()
+    }
+
+    /// The ready-index entry of this (pending) delivery.
+    pub(crate) fn ready(&self) -> Ready {
+        Ready {
+            event_id: self.event_id,
+            attempts: self.attempts,
+            fresh: self.is_fresh(),
+        }
+    }
+
     pub(crate) fn encode(&self) -> Vec<u8> {
         versioned(self)
     }

@@ -103,9 +103,12 @@ impl fmt::Debug for SledStore {
 /// An in-flight delivery's lease. Leases live in memory only: on disk a leased delivery stays
 /// pending, which is exactly the state a restart must find it in (at-least-once), so a claim
 /// costs no write.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 struct Lease {
     claimed_at: u64,
+    /// The record as it is on disk, when the claim could rebuild it (a fresh delivery): the
+    /// attempt's result then skips reading it back.
+    record: Option<Box<Delivery>>,
 }
 
 /// One lock stripe: serializes the read-modify-write of the deliveries hashing to it and holds
@@ -317,11 +320,11 @@ impl SledStore {
                         .insert(&key, row.encode())
                         .map_err(error::backend)?;
                     state.add(Status::Pending);
-                    state.make_ready(row.due, id, row.event_id, row.attempts);
+                    state.make_ready(row.due, id, row.ready());
                 }
                 Status::Pending => {
                     state.add(Status::Pending);
-                    state.make_ready(row.due, id, row.event_id, row.attempts);
+                    state.make_ready(row.due, id, row.ready());
                 }
                 finished => state.add(finished),
             }
@@ -408,7 +411,7 @@ impl SledStore {
         self.write_delivery(id, &row)?;
         let state = self.subscribers.get_or_create(&row.subscriber);
         state.transition(Status::Dead, Status::Pending);
-        state.make_ready(row.due, id, row.event_id, row.attempts);
+        state.make_ready(row.due, id, row.ready());
         // Index entries go after the state change. If removing them fails they are merely
         // stale, which every reader tolerates.
         for key in [
@@ -453,7 +456,21 @@ impl SledStore {
             Some(v) => Bytes::from_owner(v).slice(range),
             None => Bytes::new(),
         };
-        stripe.leased.insert(id, Lease { claimed_at: now.0 });
+        let record = ready.fresh.then(|| {
+            Box::new(Delivery::fresh(
+                ready.event_id,
+                subscriber.clone(),
+                head.event_type.clone(),
+                head.received_at,
+            ))
+        });
+        stripe.leased.insert(
+            id,
+            Lease {
+                claimed_at: now.0,
+                record,
+            },
+        );
         state.transition(Status::Pending, Status::InFlight);
         Ok(Some(ClaimedDelivery {
             id,
@@ -568,7 +585,15 @@ impl SledStore {
             for (id, sub) in &deliveries {
                 let state = self.subscribers.get_or_create(sub);
                 state.add(Status::Pending);
-                state.make_ready(received, *id, event_id, 0);
+                state.make_ready(
+                    received,
+                    *id,
+                    Ready {
+                        event_id,
+                        attempts: 0,
+                        fresh: true,
+                    },
+                );
             }
         }
 
@@ -590,19 +615,7 @@ impl SledStore {
     ) -> Result<(), StoreError> {
         let received = event.received_at.0;
         for (id, sub) in deliveries {
-            let row = Delivery {
-                event_id,
-                subscriber: sub.clone(),
-                event_type: event.event_type.clone(),
-                status: Status::Pending,
-                attempts: 0,
-                due: received,
-                created_at: received,
-                updated_at: received,
-                finished_at: 0,
-                last_error: None,
-                history: Vec::new(),
-            };
+            let row = Delivery::fresh(event_id, sub.clone(), event.event_type.clone(), received);
             self.write_delivery(*id, &row)?;
         }
         Ok(())
@@ -932,8 +945,18 @@ impl DeliveryStore for SledStore {
         outcome: Outcome,
     ) -> Result<(), StoreError> {
         let mut stripe = self.delivery_lock(id);
-        let mut row = self.read_delivery(id)?.ok_or(StoreError::NotFound(id))?;
-        stripe.expect_leased(id, &row)?;
+        let known = stripe
+            .leased
+            .get_mut(&id)
+            .and_then(|lease| lease.record.take());
+        let mut row = match known {
+            Some(row) => *row,
+            None => {
+                let row = self.read_delivery(id)?.ok_or(StoreError::NotFound(id))?;
+                stripe.expect_leased(id, &row)?;
+                row
+            }
+        };
         // The store numbers attempts itself, so history stays consistent whatever the caller
         // passed.
         let number = row.attempts.saturating_add(1);
@@ -966,7 +989,7 @@ impl DeliveryStore for SledStore {
                 row.due = due.0;
                 self.write_delivery(id, &row)?;
                 state.transition(Status::InFlight, Status::Pending);
-                state.make_ready(due.0, id, row.event_id, row.attempts);
+                state.make_ready(due.0, id, row.ready());
             }
         }
         stripe.leased.remove(&id);
@@ -984,7 +1007,7 @@ impl DeliveryStore for SledStore {
         stripe.leased.remove(&id);
         let state = self.subscribers.get_or_create(&row.subscriber);
         state.transition(Status::InFlight, Status::Pending);
-        state.make_ready(due.0, id, row.event_id, row.attempts);
+        state.make_ready(due.0, id, row.ready());
         Ok(())
     }
 
@@ -1191,5 +1214,75 @@ mod tests {
         let err = SledStore::open(&file, SledOptions::default()).unwrap_err();
         assert!(matches!(err, QueueError::Open { .. }), "{err:?}");
         assert!(err.to_string().contains("not-a-dir"), "{err}");
+    }
+
+    /// The record a claim keeps for a fresh delivery, if any.
+    fn kept_record(store: &SledStore, id: DeliveryId) -> Option<Delivery> {
+        let stripe = store.delivery_lock(id);
+        stripe.leased.get(&id).unwrap().record.as_deref().cloned()
+    }
+
+    #[test]
+    fn a_claim_rebuilds_a_fresh_delivery_exactly_as_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = SubscriberId::new("acme").unwrap();
+        let received = UnixMillis(1_700_000_000_123);
+        let event = |n: u32| NewEvent {
+            event_type: format!("TYPE_{n}"),
+            payload: Bytes::from(format!("{{\"n\":{n}}}")),
+            subscribers: vec![sub.clone()],
+            idempotency_key: None,
+            received_at: received,
+        };
+        let later = UnixMillis(received.0 + 60_000);
+        let lease = later.plus(Duration::from_secs(30));
+        {
+            let store = SledStore::open(dir.path(), SledOptions::default()).unwrap();
+            store.enqueue((0..3).map(event).collect()).unwrap();
+            let claimed = store.claim(&sub, later, lease, 10).unwrap();
+            assert_eq!(claimed.len(), 3);
+            for c in &claimed {
+                let stored = store.read_delivery(c.id).unwrap().unwrap();
+                assert_eq!(kept_record(&store, c.id), Some(stored));
+            }
+            // A retried delivery is no longer fresh: its result must read the record back.
+            let attempt = AttemptRecord {
+                attempt: 1,
+                at: later,
+                status_code: Some(500),
+                error: Some("HTTP 500".into()),
+                duration_ms: 3,
+            };
+            store
+                .finish_attempt(claimed[0].id, attempt, Outcome::RetryAt(later))
+                .unwrap();
+            let again = store.claim(&sub, later, lease, 10).unwrap();
+            assert_eq!(again.len(), 1);
+            assert_eq!(kept_record(&store, again[0].id), None);
+            store.release(again[0].id, later).unwrap();
+            for c in &claimed[1..] {
+                store.release(c.id, received).unwrap();
+            }
+            // Never claimed before the restart: fresh on disk.
+            store.enqueue((3..6).map(event).collect()).unwrap();
+            store.flush_blocking().unwrap();
+        }
+        // After a restart the open scan finds the fresh records again, and what the claim
+        // rebuilds for them matches the disk byte for byte; the others are read back.
+        let store = SledStore::open(dir.path(), SledOptions::default()).unwrap();
+        let claimed = store.claim(&sub, later, lease, 10).unwrap();
+        assert_eq!(claimed.len(), 6);
+        let mut rebuilt = 0;
+        for c in &claimed {
+            let stored = store.read_delivery(c.id).unwrap().unwrap();
+            match kept_record(&store, c.id) {
+                Some(kept) => {
+                    assert_eq!(kept.encode(), stored.encode());
+                    rebuilt += 1;
+                }
+                None => assert!(!stored.is_fresh(), "{stored:?}"),
+            }
+        }
+        assert_eq!(rebuilt, 3);
     }
 }
