@@ -75,7 +75,10 @@
 //! the index and the counts (there are no leases after a restart), then every transition
 //! maintains them. A claim pops from the subscriber's ready set in O(log n), independent of the
 //! backlog and of other subscribers; the ready entry carries the event id and attempt count, so
-//! the claim then makes a single point read (the event record, for the payload).
+//! the claim then makes a single point read (the event record, for the payload). When the
+//! delivery has never been attempted (the ready entry says so), its record on disk is exactly
+//! what the enqueue wrote, so the claim rebuilds it from that event read and keeps it with the
+//! lease: recording the first attempt's result then writes without reading the record back.
 //!
 //! Read-modify-write of one delivery (claim, finish, release, retry, redrive, purge) is
 //! serialized by one of 256 mutexes chosen by the delivery id; enqueues with idempotency keys
