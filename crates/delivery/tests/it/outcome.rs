@@ -183,3 +183,18 @@ async fn tls_failures_are_reported_as_such() {
     assert!(!error.contains("127.0.0.1"), "no URL in the text: {error}");
     assert_eq!(receiver.count(), 0);
 }
+
+#[tokio::test]
+async fn an_untrusted_certificate_is_refused_before_anything_is_sent() {
+    // A real TLS server whose self-signed certificate no trust store knows: the handshake must
+    // fail on certificate verification, and the payload must never reach it.
+    let (url, requests) = self_signed_tls_server().await;
+    let mut cfg = subscriber(url);
+    cfg.timeout = Duration::from_secs(2);
+    let result = endpoint(&cfg).attempt(request(1, PAYLOAD)).await;
+    assert_eq!(result.verdict, Verdict::Failure);
+    let error = result.error.unwrap();
+    assert!(error.starts_with("tls: "), "{error}");
+    assert!(error.contains("certificate"), "{error}");
+    assert_eq!(requests.load(Ordering::SeqCst), 0);
+}
