@@ -30,7 +30,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
+use bytes::Bytes;
 use clap::Parser;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 use parking_lot::Mutex;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -202,33 +207,69 @@ fn payload(size: usize, seq: usize) -> String {
     format!(r#"{{"processId":"{seq:08}","state":"PROCESS_STATE_FINISHED","pad":"{filler}"}}"#)
 }
 
-/// Posts one event; returns the delivery ids and the instant the request was sent.
-async fn post_one(
-    http: &reqwest::Client,
-    base: &str,
-    body: String,
-) -> Result<(Vec<String>, Instant), BoxError> {
-    let sent = Instant::now();
-    let res = http
-        .post(format!("{base}/v1/events"))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await?;
-    let status = res.status();
-    let json: serde_json::Value = res.json().await?;
-    if status != StatusCode::ACCEPTED {
-        return Err(format!("ingest answered {status}: {json}").into());
-    }
-    let ids = json["deliveries"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|d| d["id"].as_str().map(str::to_owned))
-                .collect()
+/// The load generator's client for the ingest API: hyper's pooled client without the layers of
+/// a general-purpose one, so the generator takes as little of the shared two cores as it can
+/// (the reference set-up drove its server with ApacheBench).
+#[derive(Clone)]
+struct Producer {
+    client: Client<HttpConnector, Full<Bytes>>,
+    events: hyper::Uri,
+    batch: hyper::Uri,
+}
+
+impl Producer {
+    fn new(base: &str) -> Result<Self, BoxError> {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(1024)
+            .build(connector);
+        Ok(Self {
+            client,
+            events: format!("{base}/v1/events").parse()?,
+            batch: format!("{base}/v1/events/batch").parse()?,
         })
-        .unwrap_or_default();
-    Ok((ids, sent))
+    }
+
+    /// POSTs a JSON body; the status and the whole answer.
+    async fn post(&self, uri: &hyper::Uri, body: String) -> Result<(StatusCode, Bytes), BoxError> {
+        let request = hyper::Request::post(uri.clone())
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))?;
+        let response = self.client.request(request).await?;
+        let status = response.status();
+        let answer = response.into_body().collect().await?.to_bytes();
+        Ok((status, answer))
+    }
+}
+
+/// The part of an ingest answer the load test reads.
+#[derive(serde::Deserialize)]
+struct Accepted {
+    deliveries: Vec<AcceptedDelivery>,
+}
+
+#[derive(serde::Deserialize)]
+struct AcceptedDelivery {
+    id: String,
+}
+
+/// Posts one event; returns the delivery ids and the instant the request was sent.
+async fn post_one(producer: &Producer, body: String) -> Result<(Vec<String>, Instant), BoxError> {
+    let sent = Instant::now();
+    let (status, answer) = producer.post(&producer.events, body).await?;
+    if status != StatusCode::ACCEPTED {
+        return Err(format!(
+            "ingest answered {status}: {}",
+            String::from_utf8_lossy(&answer)
+        )
+        .into());
+    }
+    let accepted: Accepted = serde_json::from_slice(&answer)?;
+    Ok((
+        accepted.deliveries.into_iter().map(|d| d.id).collect(),
+        sent,
+    ))
 }
 
 async fn wait_for(seen: &Seen, count: usize, limit: Duration) -> Result<Instant, BoxError> {
@@ -279,18 +320,13 @@ async fn live_phase(
     herald: &Herald,
     seen: &Arc<Seen>,
 ) -> Result<(f64, f64, Vec<f64>), BoxError> {
-    let http = reqwest::Client::new();
+    let producer = Producer::new(&herald.base)?;
     let next = Arc::new(AtomicU64::new(0));
     let acks = Arc::new(Mutex::new(Vec::with_capacity(args.events)));
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.concurrency {
-        let (http, base, next, acks) = (
-            http.clone(),
-            herald.base.clone(),
-            Arc::clone(&next),
-            Arc::clone(&acks),
-        );
+        let (producer, next, acks) = (producer.clone(), Arc::clone(&next), Arc::clone(&acks));
         let (n, size) = (args.events as u64, args.payload_bytes);
         tasks.push(tokio::spawn(async move {
             loop {
@@ -302,7 +338,7 @@ async fn live_phase(
                     r#"{{"event_type":"LOAD","payload":{}}}"#,
                     payload(size, seq as usize)
                 );
-                let ack = post_one(&http, &base, body).await?;
+                let ack = post_one(&producer, body).await?;
                 acks.lock().push(ack);
             }
         }));
@@ -366,25 +402,20 @@ async fn batch_and_drain(
         })
         .collect();
     let queue = Arc::new(Mutex::new(batches));
+    let producer = Producer::new(&herald.base)?;
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..4 {
-        let (http, base, queue) = (http.clone(), herald.base.clone(), Arc::clone(&queue));
+        let (producer, queue) = (producer.clone(), Arc::clone(&queue));
         tasks.push(tokio::spawn(async move {
             loop {
                 let Some(body) = queue.lock().pop() else {
                     return Ok::<(), BoxError>(());
                 };
-                let res = http
-                    .post(format!("{base}/v1/events/batch"))
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await?;
-                if res.status() != StatusCode::ACCEPTED {
-                    return Err(format!("batch answered {}", res.status()).into());
+                let (status, _) = producer.post(&producer.batch, body).await?;
+                if status != StatusCode::ACCEPTED {
+                    return Err(format!("batch answered {status}").into());
                 }
-                let _ = res.bytes().await?;
             }
         }));
     }
@@ -407,7 +438,7 @@ async fn paced_phase(
     seen: &Arc<Seen>,
     rate: f64,
 ) -> Result<Vec<f64>, BoxError> {
-    let http = reqwest::Client::new();
+    let producer = Producer::new(&herald.base)?;
     let period = Duration::from_secs_f64(1.0 / rate.max(1.0));
     let count = (rate * 3.0).clamp(50.0, 20_000.0) as usize;
     let before = seen.first.lock().len();
@@ -417,13 +448,13 @@ async fn paced_phase(
     let mut tasks = Vec::with_capacity(count);
     for i in 0..count {
         tick.tick().await;
-        let (http, base, acks) = (http.clone(), herald.base.clone(), Arc::clone(&acks));
+        let (producer, acks) = (producer.clone(), Arc::clone(&acks));
         let body = format!(
             r#"{{"event_type":"LOAD","payload":{}}}"#,
             payload(args.payload_bytes, 2_000_000 + i)
         );
         tasks.push(tokio::spawn(async move {
-            let ack = post_one(&http, &base, body).await?;
+            let ack = post_one(&producer, body).await?;
             acks.lock().push(ack);
             Ok::<(), BoxError>(())
         }));
@@ -480,7 +511,7 @@ fn open_fds(pid: u32) -> usize {
 
 /// Steady load for `--soak-seconds`; prints RSS, open fds and store size ten times.
 async fn soak(args: &Args, herald: &Herald, seen: &Arc<Seen>) -> Result<(), BoxError> {
-    let http = reqwest::Client::new();
+    let producer = Producer::new(&herald.base)?;
     let pid = herald.child.id();
     let total = Duration::from_secs(args.soak_seconds);
     let sample_every = total / 10;
@@ -507,14 +538,14 @@ async fn soak(args: &Args, herald: &Herald, seen: &Arc<Seen>) -> Result<(), BoxE
             next_sample += sample_every;
         }
         let permit = Arc::clone(&inflight).acquire_owned().await?;
-        let (http, base) = (http.clone(), herald.base.clone());
+        let producer = producer.clone();
         let body = format!(
             r#"{{"event_type":"LOAD","payload":{}}}"#,
             payload(args.payload_bytes, sent)
         );
         sent += 1;
         tokio::spawn(async move {
-            let _ = post_one(&http, &base, body).await;
+            let _ = post_one(&producer, body).await;
             drop(permit);
         });
     }
