@@ -24,6 +24,11 @@ pub const MAX_BATCH_EVENTS: usize = 1000;
 const MAX_NAME_LEN: usize = 256;
 /// Room for the envelope around a payload of `max_payload_bytes`.
 const ENVELOPE_SLACK: usize = 64 * 1024;
+/// Deepest nesting of arrays and objects accepted in a payload. Herald itself copes with any
+/// depth (the payload is never parsed into a tree), but receivers' parsers do not: serde_json
+/// stops at 128 levels, others at a few hundred. A payload they cannot parse would be retried
+/// until it is dead, so it is refused at the door instead.
+pub const MAX_PAYLOAD_DEPTH: usize = 100;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -95,6 +100,13 @@ fn prepare(
     if payload.len() > state.inner.max_payload_bytes {
         return Err(ApiError::payload_too_large(state.inner.max_payload_bytes));
     }
+    if nests_deeper_than(payload, MAX_PAYLOAD_DEPTH) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "payload_too_deep",
+            format!("the payload nests arrays and objects deeper than {MAX_PAYLOAD_DEPTH} levels"),
+        ));
+    }
     let subscribers: Vec<SubscriberId> = state
         .inner
         .dispatcher
@@ -106,6 +118,37 @@ fn prepare(
         idempotency_key: event.idempotency_key,
         received_at: now,
     })
+}
+
+/// Whether the (valid) JSON text `json` nests arrays and objects more than `max` levels deep.
+/// One pass over the bytes; brackets inside strings do not count.
+fn nests_deeper_than(json: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in json {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Stores events, waits until they are durable, then wakes their subscribers' pumps.
@@ -213,4 +256,34 @@ pub(crate) async fn ingest_batch(
         .collect::<Result<Vec<_>, _>>()?;
     let body = serde_json::json!({ "results": results });
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nested(depth: usize) -> String {
+        format!("{}1{}", "[".repeat(depth), "]".repeat(depth))
+    }
+
+    #[test]
+    fn nesting_depth_counts_arrays_and_objects_but_not_strings() {
+        assert!(!nests_deeper_than(b"1", 0));
+        assert!(nests_deeper_than(b"[]", 0));
+        assert!(!nests_deeper_than(nested(100).as_bytes(), 100));
+        assert!(nests_deeper_than(nested(101).as_bytes(), 100));
+        assert!(nests_deeper_than(br#"{"a":[{"b":{}}]}"#, 3));
+        assert!(!nests_deeper_than(br#"{"a":[{"b":{}}]}"#, 4));
+        // Brackets and escaped quotes inside strings are text.
+        let text = format!(
+            r#"{{"s":"{}\"{}\\","t":[1]}}"#,
+            "[".repeat(500),
+            "{".repeat(500)
+        );
+        assert!(!nests_deeper_than(text.as_bytes(), 2));
+        assert!(nests_deeper_than(text.as_bytes(), 1));
+        // Siblings do not add up.
+        let wide = format!("[{}]", vec!["[[1]]"; 1000].join(","));
+        assert!(!nests_deeper_than(wide.as_bytes(), 3));
+    }
 }

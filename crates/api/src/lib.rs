@@ -43,7 +43,7 @@ use herald_dispatcher::{Dispatcher, ReloadReport};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use error::ApiError;
-pub use ingest::MAX_BATCH_EVENTS;
+pub use ingest::{MAX_BATCH_EVENTS, MAX_PAYLOAD_DEPTH};
 pub use metrics::{install_recorder, run_upkeep};
 
 /// Re-reads the configuration and applies it; `Err` carries a printable reason (no secrets).
