@@ -35,7 +35,7 @@ pub fn install_recorder() -> Result<PrometheusHandle, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Folds the recorder's pending histogram samples into their buckets every [`UPKEEP_INTERVAL`],
+/// Folds the recorder's pending histogram samples into their buckets every 5 seconds,
 /// until the future is dropped.
 ///
 /// The exporter keeps every histogram sample (about 8 bytes, one per attempt) in a lock-free
