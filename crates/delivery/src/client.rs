@@ -1,4 +1,4 @@
-//! [`HttpClient`]: the one HTTP client every subscriber shares.
+//! [`HttpClient`]: the HTTP settings every subscriber shares, and a connection pool per subscriber.
 
 use std::fmt;
 use std::time::Duration;
@@ -15,7 +15,7 @@ use herald_core::SecurityPolicy;
 use crate::guard::Resolver;
 use crate::DeliveryError;
 
-/// Idle keep-alive connections kept per host: enough for a subscriber at the
+/// Idle keep-alive connections a subscriber keeps per host: enough for one at the
 /// `max_in_flight` ceiling (500) to reuse every connection it opened.
 pub const MAX_IDLE_PER_HOST: usize = 512;
 
@@ -32,16 +32,21 @@ const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A request body: the stored payload (or a token request), sent in one piece.
 pub(crate) type Body = Full<Bytes>;
 
-/// The pooled hyper client underneath.
-pub(crate) type Hyper = Client<HttpsConnector<HttpConnector<Resolver>>, Body>;
+/// A pooled hyper client: one per subscriber endpoint (and one per OAuth2 token source).
+pub(crate) type Hyper = Client<Connector, Body>;
 
-/// The HTTP client shared by all subscribers.
+type Connector = HttpsConnector<HttpConnector<Resolver>>;
+
+/// The HTTP settings shared by all subscribers; each [`Endpoint`](crate::Endpoint) gets its
+/// own connection pool from it.
 ///
-/// A pooled hyper client (cloning is cheap: the pool is shared), configured for webhook
-/// delivery:
+/// Pools are per subscriber so that nothing on the delivery path is locked across
+/// subscribers (a pool has one mutex for its checkouts) and a subscriber's connections are
+/// its own. The TLS configuration and resolver are shared. Configured for webhook delivery:
 ///
-/// - keep-alive pooling, up to [`MAX_IDLE_PER_HOST`] idle connections per host, closed after
-///   [`POOL_IDLE_TIMEOUT`];
+/// - keep-alive pooling, up to [`MAX_IDLE_PER_HOST`] idle connections per host and
+///   subscriber, closed after [`POOL_IDLE_TIMEOUT`]; a config reload starts new pools (the old
+///   ones finish their requests and close);
 /// - HTTP/1.1 and HTTP/2 (negotiated by ALPN) over rustls, certificates checked by the
 ///   platform verifier;
 /// - redirects are never followed (a 3xx is a failed attempt), nothing is retried (except a
@@ -57,7 +62,7 @@ pub(crate) type Hyper = Client<HttpsConnector<HttpConnector<Resolver>>, Body>;
 /// delivery path's CPU, measured while draining a backlog through 500 connections.
 #[derive(Clone)]
 pub struct HttpClient {
-    inner: Hyper,
+    connector: Connector,
     security: SecurityPolicy,
 }
 
@@ -76,16 +81,10 @@ impl HttpClient {
             .enable_http1()
             .enable_http2()
             .wrap_connector(tcp);
-        let inner = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .http2_keep_alive_interval(H2_KEEPALIVE_INTERVAL)
-            .http2_keep_alive_timeout(H2_KEEPALIVE_TIMEOUT)
-            .http2_adaptive_window(true)
-            .build(connector);
-        Ok(Self { inner, security })
+        Ok(Self {
+            connector,
+            security,
+        })
     }
 
     /// The policy this client was built with.
@@ -93,8 +92,17 @@ impl HttpClient {
         self.security
     }
 
-    pub(crate) fn hyper(&self) -> &Hyper {
-        &self.inner
+    /// A new connection pool with the shared settings.
+    pub(crate) fn pool(&self) -> Hyper {
+        Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .http2_keep_alive_interval(H2_KEEPALIVE_INTERVAL)
+            .http2_keep_alive_timeout(H2_KEEPALIVE_TIMEOUT)
+            .http2_adaptive_window(true)
+            .build(self.connector.clone())
     }
 }
 

@@ -132,7 +132,7 @@ impl Endpoint {
             url: cfg.url.clone(),
             uri,
             timeout: cfg.timeout,
-            client: client.hyper().clone(),
+            client: client.pool(),
             static_headers,
             auth,
             signer,

@@ -3,8 +3,9 @@
 //! The dispatcher decides *when* a delivery is attempted; this crate does the attempt itself
 //! and says when to try again. It knows nothing about queues or storage.
 //!
-//! - [`HttpClient`]: the one shared hyper client (keep-alive pool, HTTP/1.1 and HTTP/2 over
-//!   rustls, no redirects, no automatic retries, the SSRF guard in its DNS resolver).
+//! - [`HttpClient`]: the shared HTTP settings, and a keep-alive pool per subscriber (HTTP/1.1
+//!   and HTTP/2 over rustls, no redirects, no automatic retries, the SSRF guard in its DNS
+//!   resolver).
 //! - [`Endpoint`]: one subscriber, built once per config (re)load: validated URL, precomputed
 //!   static headers, signing keys, and auth (static header or shared OAuth2 token cache).
 //! - [`Endpoint::attempt`]: one `POST`, judged as [`Verdict::Success`] (2xx),

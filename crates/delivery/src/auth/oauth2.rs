@@ -115,7 +115,7 @@ impl OAuth2ClientCredentials {
             oauth,
             scopes: scopes.iter().cloned().map(Scope::new).collect(),
             transport: TokenTransport {
-                http: client.hyper().clone(),
+                http: client.pool(),
                 timeout,
             },
             timeout,
