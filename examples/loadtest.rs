@@ -26,10 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use axum::Router;
+use axum::http::StatusCode;
 use bytes::Bytes;
 use clap::Parser;
 use http_body_util::{BodyExt, Full};
@@ -90,29 +87,57 @@ struct Receiver {
     seen: Arc<Seen>,
 }
 
+/// Answers one webhook: 204 (after the configured delay), noting the first arrival of its
+/// `webhook-id`. The body is not read beyond what hyper needs to keep the connection.
 async fn receive(
-    State((seen, delay)): State<(Arc<Seen>, Duration)>,
-    headers: HeaderMap,
-) -> StatusCode {
+    request: hyper::Request<hyper::body::Incoming>,
+    seen: Arc<Seen>,
+    delay: Duration,
+) -> Result<hyper::Response<Full<Bytes>>, std::convert::Infallible> {
     let now = Instant::now();
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    if let Some(id) = headers.get("webhook-id").and_then(|v| v.to_str().ok()) {
-        seen.first.lock().entry(id.to_owned()).or_insert(now);
+    if let Some(id) = request
+        .headers()
+        .get("webhook-id")
+        .and_then(|v| v.to_str().ok())
+    {
+        let mut first = seen.first.lock();
+        if !first.contains_key(id) {
+            first.insert(id.to_owned(), now);
+        }
     }
     seen.total.fetch_add(1, Ordering::Relaxed);
-    StatusCode::NO_CONTENT
+    let mut response = hyper::Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    Ok(response)
 }
 
-async fn start_receiver(delay: Duration) -> Result<Receiver, BoxError> {
-    let seen = Arc::new(Seen::default());
-    let app = Router::new()
-        .route("/hook", post(receive))
-        .with_state((Arc::clone(&seen), delay));
+/// The receiver: hyper's HTTP/1.1 server on loopback, one task per connection, no framework
+/// on top (it shares the two cores with Herald, like the reference's nginx did).
+async fn start_receiver(delay: Duration, expected: usize) -> Result<Receiver, BoxError> {
+    let seen = Arc::new(Seen {
+        first: Mutex::new(HashMap::with_capacity(expected)),
+        total: AtomicU64::new(0),
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let shared = Arc::clone(&seen);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            let seen = Arc::clone(&shared);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request| {
+                    receive(request, Arc::clone(&seen), delay)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
     Ok(Receiver { addr, seen })
 }
 
@@ -565,7 +590,10 @@ async fn soak(args: &Args, herald: &Herald, seen: &Arc<Seen>) -> Result<(), BoxE
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let args = Args::parse();
-    let receiver = start_receiver(Duration::from_millis(args.receiver_latency_ms)).await?;
+    // Room for every delivery the phases send, so the receiver's map never rehashes mid-run.
+    let expected = (args.events + args.backlog + 20_000) * args.subscribers;
+    let receiver =
+        start_receiver(Duration::from_millis(args.receiver_latency_ms), expected).await?;
     let herald = start_herald(&args, receiver.addr).await?;
     if args.soak_seconds > 0 {
         soak(&args, &herald, &receiver.seen).await?;
