@@ -546,6 +546,8 @@ pub struct Config {
     pub api_token: Option<String>,
     pub max_payload_bytes: usize,
     pub grace: String,
+    /// `[storage] retention`.
+    pub retention: String,
     /// The storage path as written in herald.toml (relative to the config dir).
     pub storage: String,
     pub subs: Vec<Sub>,
@@ -560,6 +562,7 @@ impl Default for Config {
             api_token: None,
             max_payload_bytes: 1 << 20,
             grace: "5s".to_owned(),
+            retention: "1d".to_owned(),
             storage: "data".to_owned(),
             subs: Vec::new(),
             env: Vec::new(),
@@ -584,6 +587,10 @@ impl Config {
         g.clone_into(&mut self.grace);
         self
     }
+    pub fn retention(mut self, r: &str) -> Self {
+        r.clone_into(&mut self.retention);
+        self
+    }
 
     pub fn render_daemon(&self) -> String {
         let token = self
@@ -593,12 +600,13 @@ impl Config {
             .unwrap_or_default();
         format!(
             "subscribers_dir = \"subscribers\"\n\n[server]\nlisten = \"127.0.0.1:{port}\"\n{token}\
-             max_payload_bytes = {max}\n\n[storage]\npath = {storage:?}\nretention = \"1d\"\n\n\
+             max_payload_bytes = {max}\n\n[storage]\npath = {storage:?}\nretention = {retention:?}\n\n\
              [security]\nallow_http = true\nallow_private_networks = true\n\n\
              [shutdown]\ngrace = {grace:?}\n",
             port = self.port,
             max = self.max_payload_bytes,
             storage = self.storage,
+            retention = self.retention,
             grace = self.grace,
         )
     }

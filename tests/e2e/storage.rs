@@ -63,3 +63,54 @@ async fn unwritable_store_path_exits_with_a_clear_message() {
         "the message should name the path:\n{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_deliveries_are_purged_after_the_retention() {
+    // Retention 2 s: the purge runs every second (a quarter of it, at least 1 s). Delivered
+    // deliveries, their events and their index records must all go; nothing else may.
+    let rx = Receiver::start().await;
+    let h = Herald::start(
+        Config::default()
+            .retention("2s")
+            .sub(Sub::new("a", &rx.url("/a"))),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for n in 0..40 {
+        let receipt = h
+            .ingest(&serde_json::json!({"event_type": "X", "payload": {"n": n}}))
+            .await;
+        ids.extend(
+            crate::harness::receipt_ids(&receipt)
+                .into_iter()
+                .map(|(_, id)| id),
+        );
+    }
+    assert_eq!(ids.len(), 40);
+    wait_for(
+        Duration::from_secs(20),
+        "every delivery delivered",
+        || async { (h.subscriber("a").await["delivered"] == 40).then_some(()) },
+    )
+    .await;
+    wait_for(
+        Duration::from_secs(20),
+        "the purge to remove them",
+        || async { (h.subscriber("a").await["delivered"] == 0).then_some(()) },
+    )
+    .await;
+    for id in &ids {
+        let (status, body) = h.get(&format!("/v1/deliveries/{id}")).await;
+        assert_eq!(status, 404, "{id} still stored: {body}");
+    }
+    // A delivery still pending is kept, however old: pause, send, wait past the retention.
+    let (status, _) = h.post_empty("/v1/subscribers/a/pause").await;
+    assert_eq!(status, 200);
+    let receipt = h
+        .ingest(&serde_json::json!({"event_type": "X", "payload": {"late": true}}))
+        .await;
+    let (_, late) = crate::harness::receipt_ids(&receipt).remove(0);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(h.delivery_status(&late).await, "pending");
+    h.assert_no_panic();
+}

@@ -11,6 +11,9 @@ pub(crate) const DELIVERY: u8 = b'd';
 pub(crate) const DEAD: u8 = b'z';
 /// `f` + finished ms + delivery id → finished index (value: event id).
 pub(crate) const FINISHED: u8 = b'f';
+/// `c` + claim ms + sequence → the deliveries one claim leased (ids and event ids): the
+/// finished index of everything claimed at that time.
+pub(crate) const CLAIMED: u8 = b'c';
 /// `i` + idempotency key → receipt.
 pub(crate) const IDEMPOTENCY: u8 = b'i';
 /// `j` + created ms + idempotency key → expiry index.
@@ -88,6 +91,21 @@ pub(crate) fn parse_finished(key: &[u8]) -> Option<(u64, DeliveryId)> {
     let ms = u64::from_be_bytes(key[1..9].try_into().ok()?);
     let id: [u8; 16] = key[9..].try_into().ok()?;
     Some((ms, DeliveryId::from_bytes(id)))
+}
+
+/// `c` + ms: every claim made strictly before `ms` sorts before this key.
+pub(crate) fn claimed_bound(ms: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = CLAIMED;
+    k[1..].copy_from_slice(&ms.to_be_bytes());
+    k
+}
+
+pub(crate) fn claimed(ms: u64, seq: u64) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[..9].copy_from_slice(&claimed_bound(ms));
+    k[9..].copy_from_slice(&seq.to_be_bytes());
+    k
 }
 
 pub(crate) fn idempotency(key: &str) -> Vec<u8> {
@@ -171,6 +189,14 @@ mod tests {
         assert!(finished(6, a)[..] >= finished_bound(6)[..]);
         assert_eq!(parse_finished(&finished(7, a)), Some((7, a)));
         assert_eq!(parse_finished(b"f123"), None);
+    }
+
+    #[test]
+    fn claimed_keys_sort_by_time_then_sequence() {
+        assert!(claimed(5, 9) < claimed(6, 1));
+        assert!(claimed(5, 1) < claimed(5, 2));
+        assert!(claimed(5, u64::MAX)[..] < claimed_bound(6)[..]);
+        assert!(claimed(6, 0)[..] >= claimed_bound(6)[..]);
     }
 
     #[test]

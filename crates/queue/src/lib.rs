@@ -21,7 +21,7 @@
 //! Attempt results, releases and redrives are *not* fsync'd one by one: sled's background flush
 //! (every [`SledOptions::flush_every_ms`], default 500 ms) and the next group commit carry them.
 //! A crash can therefore forget the last moments of state changes. That only ever makes work
-//! happen again, never disappear. Claims are not written at all (see below).
+//! happen again, never disappear. A claim writes only its `c` index record (see below).
 //!
 //! # At-least-once
 //!
@@ -32,9 +32,19 @@
 //! (`webhook-id`), which never changes between attempts.
 //!
 //! *In flight* is a lease held in memory: a claim marks the delivery leased in its lock stripe
-//! and writes nothing, because on disk the delivery stays pending — precisely the state a
-//! restart must find it in. `finish_attempt` and `release` end the lease with one write. The
-//! store does not take a lease back from a running dispatcher; `lease_until` is not used.
+//! and does not touch its record, because on disk the delivery stays pending — precisely the
+//! state a restart must find it in. `finish_attempt` and `release` end the lease with one write.
+//! The store does not take a lease back from a running dispatcher; `lease_until` is not used.
+//!
+//! **The finished index.** The retention purge must find finished deliveries by time. Instead
+//! of an `f` entry per finished delivery (a second write on every finish), each claim writes
+//! one `c` record listing what it leased, keyed by the claim's time, *before* any of them can
+//! finish (sled recovers its log in order, so no crash keeps a finish and loses its index).
+//! A delivery finishes no earlier than it was claimed, so a purge with cutoff T reads the `c`
+//! records of claims before T: it purges what finished before T, keeps what is in flight or
+//! finished since (for a later pass), and drops what is pending again (its next claim lists it
+//! anew). A finish that cannot rely on a `c` record — its write failed, the clock stepped back
+//! past the claim, or a dead-letter without a claim — writes its own `f` entry as before.
 //!
 //! # Key layout
 //!
@@ -49,7 +59,8 @@
 //! | `e` event id | event record: event type, received time, idempotency key, its deliveries; then the payload bytes exactly as ingested (stored once per event) |
 //! | `d` delivery id | delivery record: event id, subscriber, event type, status (pending, delivered or dead), attempts, due time, created/updated/finished times, last error, and the attempt history (last 100) |
 //! | `z` subscriber `0x00` delivery id | empty: dead index (redrive, dead listing) |
-//! | `f` finished ms, delivery id | event id: finished index for the retention purge |
+//! | `c` claim ms, sequence | the deliveries (and their events) one claim leased: the finished index of the retention purge |
+//! | `f` finished ms, delivery id | event id: finished index for finishes no `c` record covers |
 //! | `i` idempotency key | the first receipt and its creation time |
 //! | `j` created ms, idempotency key | empty: expiry index of idempotency keys |
 //! | `s` subscriber | pause reason |
@@ -65,7 +76,7 @@
 //!   last — the event is the commit point. A delivery whose event is missing was never
 //!   acknowledged and is removed at open;
 //! - a transition rewrites the delivery record (which holds its attempt history, so recording an
-//!   attempt and changing state is one atomic write). Index entries (`z`, `f`) are written
+//!   attempt and changing state is one atomic write). Index entries (`z`, `f`, `c`) are written
 //!   *before* a record enters that state and removed *after* it leaves; readers verify them
 //!   against the record and drop stale ones, so a crash between two writes leaves only harmless
 //!   stale entries.

@@ -263,6 +263,23 @@ pub(crate) fn decode_event_meta(bytes: &[u8]) -> Result<EventMeta, DecodeError> 
     postcard::from_bytes(&bytes[meta]).map_err(DecodeError::new)
 }
 
+/// A `c` record: the deliveries one claim leased. Written before any of them can finish, so
+/// it indexes their finish for the retention purge without a write per finished delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Claimed {
+    pub(crate) deliveries: Vec<(DeliveryId, EventId)>,
+}
+
+impl Claimed {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        versioned(self)
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        decode(bytes)
+    }
+}
+
 /// An `i` record: what the first enqueue with this key returned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Idempotency {

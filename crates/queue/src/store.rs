@@ -21,7 +21,7 @@ use crate::commit::GroupCommit;
 use crate::error::{self, QueueError};
 use crate::index::{Ready, SubscriberState, Subscribers};
 use crate::keys;
-use crate::records::{self, Attempt, Delivery, EventMeta, Idempotency, Status};
+use crate::records::{self, Attempt, Claimed, Delivery, EventMeta, Idempotency, Status};
 
 /// The sled tree holding every record.
 const TREE_NAME: &[u8] = b"herald";
@@ -89,6 +89,9 @@ pub struct SledStore {
     purge_lock: Mutex<()>,
     report: OpenReport,
     corrupt_seen: AtomicU64,
+    /// Sequence of `c` keys within a millisecond. Starts at a random value, so a restart (or a
+    /// clock stepped back) never reuses the key of a claim record that is still stored.
+    claim_seq: AtomicU64,
 }
 
 impl fmt::Debug for SledStore {
@@ -109,6 +112,8 @@ struct Lease {
     /// The record as it is on disk, when the claim could rebuild it (a fresh delivery): the
     /// attempt's result then skips reading it back.
     record: Option<Box<Delivery>>,
+    /// The claim's `c` record lists this delivery, so its finish needs no `f` entry.
+    indexed: bool,
 }
 
 /// One lock stripe: serializes the read-modify-write of the deliveries hashing to it and holds
@@ -140,6 +145,14 @@ impl Stripe {
             })
         }
     }
+}
+
+/// 64 random bits (the random tail of a fresh UUIDv7).
+fn random_u64() -> u64 {
+    let bytes = EventId::generate().to_bytes();
+    let mut tail = [0u8; 8];
+    tail.copy_from_slice(&bytes[8..]);
+    u64::from_be_bytes(tail)
 }
 
 /// FNV-1a: a stable, cheap hash for picking a lock stripe.
@@ -205,6 +218,7 @@ impl SledStore {
             purge_lock: Mutex::new(()),
             report: OpenReport::default(),
             corrupt_seen: AtomicU64::new(0),
+            claim_seq: AtomicU64::new(random_u64()),
         };
         store.report = store.recover().map_err(|source| QueueError::Recovery {
             path: store.path.clone(),
@@ -379,17 +393,23 @@ impl SledStore {
     /// `created_at`, e.g. after the wall clock stepped back). The purge relies on it: a
     /// delivery finished before the cutoff implies an event — and idempotency key — received
     /// before it, so an event is never purged while its idempotency key must still answer.
+    ///
+    /// `indexed`: the claim's `c` record already lists the delivery (written before this, so a
+    /// crash cannot keep the finish and lose the index); otherwise an `f` entry is written.
     fn write_finished(
         &self,
         id: DeliveryId,
         row: &mut Delivery,
         status: Status,
         at: u64,
+        indexed: bool,
     ) -> Result<(), StoreError> {
         let at = at.max(row.created_at);
         row.status = status;
         row.finished_at = at;
-        self.insert(&keys::finished(at, id), row.event_id.to_bytes().to_vec())?;
+        if !indexed {
+            self.insert(&keys::finished(at, id), row.event_id.to_bytes().to_vec())?;
+        }
         if status == Status::Dead {
             self.insert(&keys::dead(&row.subscriber, id), Vec::new())?;
         }
@@ -469,6 +489,7 @@ impl SledStore {
             Lease {
                 claimed_at: now.0,
                 record,
+                indexed: false,
             },
         );
         state.transition(Status::Pending, Status::InFlight);
@@ -481,6 +502,29 @@ impl SledStore {
             created_at: UnixMillis(head.received_at),
             payload,
         }))
+    }
+
+    /// Writes the `c` record of one claim: the finished index of every delivery it leased,
+    /// one write for the lot instead of one `f` entry per finished delivery. On failure the
+    /// leases stay unindexed and each finish writes its own `f` entry, as before.
+    fn index_claim(&self, claimed: &[ClaimedDelivery], now: UnixMillis) {
+        if claimed.is_empty() {
+            return;
+        }
+        let record = Claimed {
+            deliveries: claimed.iter().map(|c| (c.id, c.event_id)).collect(),
+        };
+        let seq = self.claim_seq.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.insert(&keys::claimed(now.0, seq), record.encode()) {
+            warn!(error = %e, "claim index not written; finishes will index themselves");
+            return;
+        }
+        for c in claimed {
+            let mut stripe = self.delivery_lock(c.id);
+            if let Some(lease) = stripe.leased.get_mut(&c.id) {
+                lease.indexed = true;
+            }
+        }
     }
 
     /// A pending delivery whose payload cannot be read can never be sent: dead-letter it with
@@ -505,7 +549,7 @@ impl SledStore {
         error!(delivery = %id, event = %row.event_id, reason, "dead-lettering a delivery whose payload cannot be read");
         row.updated_at = now.0;
         row.last_error = Some(format!("stored payload unreadable: {reason}"));
-        self.write_finished(id, &mut row, Status::Dead, now.0)?;
+        self.write_finished(id, &mut row, Status::Dead, now.0, false)?;
         state.transition(Status::Pending, Status::Dead);
         Ok(())
     }
@@ -682,14 +726,7 @@ impl SledStore {
                 let _guard = self.delivery_lock(id);
                 match self.read_delivery(id) {
                     Ok(Some(row)) if row.status.is_finished() && row.finished_at == finished_at => {
-                        self.remove(&keys::delivery(id))?;
-                        if let Some(state) = self.subscribers.get(&row.subscriber) {
-                            state.remove(row.status);
-                        }
-                        stats.deliveries += 1;
-                        if row.status == Status::Dead {
-                            self.remove(&keys::dead(&row.subscriber, id))?;
-                        }
+                        self.purge_delivery(id, &row, stats)?;
                     }
                     // Revived, finished again later (a newer entry exists), or already gone.
                     Ok(_) => {}
@@ -718,6 +755,96 @@ impl SledStore {
                     self.remove(key)?;
                 } else {
                     self.remove(key)?;
+                }
+            }
+        }
+    }
+
+    /// Removes one finished delivery (record, dead-index entry, counts); its event goes once no
+    /// delivery of it is left. The caller holds the delivery's lock.
+    fn purge_delivery(
+        &self,
+        id: DeliveryId,
+        row: &Delivery,
+        stats: &mut PurgeStats,
+    ) -> Result<(), StoreError> {
+        self.remove(&keys::delivery(id))?;
+        if let Some(state) = self.subscribers.get(&row.subscriber) {
+            state.remove(row.status);
+        }
+        stats.deliveries += 1;
+        if row.status == Status::Dead {
+            self.remove(&keys::dead(&row.subscriber, id))?;
+        }
+        Ok(())
+    }
+
+    /// The `c` records of claims made before `cutoff`. Each listed delivery is, by now:
+    /// finished before the cutoff (purged), in flight or finished since (kept for a later
+    /// pass), pending again (dropped: its next claim lists it anew) or gone (dropped). A record
+    /// is rewritten with what it keeps, or removed when nothing is left.
+    fn purge_claimed(&self, cutoff: UnixMillis, stats: &mut PurgeStats) -> Result<(), StoreError> {
+        let end = keys::claimed_bound(cutoff.0);
+        let mut from = Bound::Included(vec![keys::CLAIMED]);
+        loop {
+            let chunk = self
+                .tree
+                .range::<Vec<u8>, _>((from.clone(), Bound::Excluded(end.to_vec())))
+                .take(PURGE_CHUNK)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(error::backend)?;
+            let Some((last, _)) = chunk.last() else {
+                return Ok(());
+            };
+            from = Bound::Excluded(last.to_vec());
+            for (key, value) in &chunk {
+                let record = match Claimed::decode(value) {
+                    Ok(record) => record,
+                    Err(e) => {
+                        // Kept (never dropped), counted, and skipped like any corrupt record.
+                        self.note_corrupt(&error::corrupt(key, e));
+                        continue;
+                    }
+                };
+                let mut kept = Vec::new();
+                let mut events = Vec::new();
+                for (id, event) in record.deliveries {
+                    let stripe = self.delivery_lock(id);
+                    if stripe.leased.contains_key(&id) {
+                        kept.push((id, event));
+                        continue;
+                    }
+                    match self.read_delivery(id) {
+                        Ok(Some(row)) if row.status.is_finished() => {
+                            if row.finished_at < cutoff.0 {
+                                self.purge_delivery(id, &row, stats)?;
+                                events.push(event);
+                            } else {
+                                kept.push((id, event));
+                            }
+                        }
+                        // Pending again (its next claim indexes it) or already gone.
+                        Ok(_) => {}
+                        Err(e @ StoreError::Corrupt { .. }) => {
+                            self.note_corrupt(&e);
+                            kept.push((id, event));
+                        }
+                        Err(e) => return Err(e),
+                    }
+                    drop(stripe);
+                }
+                events.sort_unstable();
+                events.dedup();
+                for event in events {
+                    if self.remove_event_if_unused(event)? {
+                        stats.events += 1;
+                    }
+                }
+                // The record last: a crash before this point makes the next pass revisit it.
+                if kept.is_empty() {
+                    self.remove(key)?;
+                } else {
+                    self.insert(key, Claimed { deliveries: kept }.encode())?;
                 }
             }
         }
@@ -926,6 +1053,7 @@ impl DeliveryStore for SledStore {
                 }
             }
         }
+        self.index_claim(&claimed, now);
         Ok(claimed)
     }
 
@@ -945,10 +1073,10 @@ impl DeliveryStore for SledStore {
         outcome: Outcome,
     ) -> Result<(), StoreError> {
         let mut stripe = self.delivery_lock(id);
-        let known = stripe
-            .leased
-            .get_mut(&id)
-            .and_then(|lease| lease.record.take());
+        let (known, indexed, claimed_at) = match stripe.leased.get_mut(&id) {
+            Some(lease) => (lease.record.take(), lease.indexed, lease.claimed_at),
+            None => (None, false, 0),
+        };
         let mut row = match known {
             Some(row) => *row,
             None => {
@@ -961,6 +1089,9 @@ impl DeliveryStore for SledStore {
         // passed.
         let number = row.attempts.saturating_add(1);
         let ended = attempt.at.0.saturating_add(attempt.duration_ms);
+        // The claim record is keyed by the claim's time; a purge finds the delivery through it
+        // only if it finished no earlier (always so unless the clock stepped back).
+        let indexed = indexed && ended.max(row.created_at) >= claimed_at;
         row.attempts = number;
         row.updated_at = ended;
         row.last_error = match outcome {
@@ -977,11 +1108,11 @@ impl DeliveryStore for SledStore {
         let state = self.subscribers.get_or_create(&row.subscriber);
         match outcome {
             Outcome::Delivered => {
-                self.write_finished(id, &mut row, Status::Delivered, ended)?;
+                self.write_finished(id, &mut row, Status::Delivered, ended, indexed)?;
                 state.transition(Status::InFlight, Status::Delivered);
             }
             Outcome::Dead => {
-                self.write_finished(id, &mut row, Status::Dead, ended)?;
+                self.write_finished(id, &mut row, Status::Dead, ended, indexed)?;
                 state.transition(Status::InFlight, Status::Dead);
             }
             Outcome::RetryAt(due) => {
@@ -1163,6 +1294,7 @@ impl DeliveryStore for SledStore {
     fn purge(&self, cutoff: UnixMillis) -> Result<PurgeStats, StoreError> {
         let _one_at_a_time = self.purge_lock.lock();
         let mut stats = PurgeStats::default();
+        self.purge_claimed(cutoff, &mut stats)?;
         self.purge_finished(cutoff, &mut stats)?;
         self.purge_keys(cutoff, &mut stats)?;
         if stats != PurgeStats::default() {
@@ -1284,5 +1416,118 @@ mod tests {
             }
         }
         assert_eq!(rebuilt, 3);
+    }
+
+    fn count_prefix(store: &SledStore, prefix: u8) -> usize {
+        store.tree.scan_prefix([prefix]).count()
+    }
+
+    fn delivered_at(store: &SledStore, id: DeliveryId, at: u64) {
+        let attempt = AttemptRecord {
+            attempt: 1,
+            at: UnixMillis(at),
+            status_code: Some(200),
+            error: None,
+            duration_ms: 5,
+        };
+        store
+            .finish_attempt(id, attempt, Outcome::Delivered)
+            .unwrap();
+    }
+
+    #[test]
+    fn the_claim_record_indexes_finishes_for_the_purge() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = SubscriberId::new("acme").unwrap();
+        let t = 1_700_000_000_000;
+        let event = |n: u32| NewEvent {
+            event_type: "T".into(),
+            payload: Bytes::from(format!("{n}")),
+            subscribers: vec![sub.clone()],
+            idempotency_key: None,
+            received_at: UnixMillis(t),
+        };
+        let lease = UnixMillis(t + 1_000_000);
+        let store = SledStore::open(dir.path(), SledOptions::default()).unwrap();
+        store.enqueue((0..4).map(event).collect()).unwrap();
+        // One claim, one `c` record, no `f` entries when they finish.
+        let claimed = store.claim(&sub, UnixMillis(t + 100), lease, 10).unwrap();
+        assert_eq!(claimed.len(), 4);
+        assert_eq!(count_prefix(&store, keys::CLAIMED), 1);
+        delivered_at(&store, claimed[0].id, t + 1_000); // finished at t + 1005
+        delivered_at(&store, claimed[1].id, t + 5_000); // finished at t + 5005
+        let retry = AttemptRecord {
+            attempt: 1,
+            at: UnixMillis(t + 200),
+            status_code: Some(500),
+            error: Some("HTTP 500".into()),
+            duration_ms: 1,
+        };
+        store
+            .finish_attempt(claimed[2].id, retry, Outcome::RetryAt(UnixMillis(t + 300)))
+            .unwrap();
+        // claimed[3] stays in flight.
+        assert_eq!(count_prefix(&store, keys::FINISHED), 0);
+
+        // Cutoff between the two finishes: only the first goes; the retried one is dropped
+        // from the record (pending again), the others are kept.
+        let stats = store.purge(UnixMillis(t + 2_000)).unwrap();
+        assert_eq!(stats.deliveries, 1);
+        assert!(store.get(claimed[0].id).unwrap().is_none());
+        assert!(store.get(claimed[1].id).unwrap().is_some());
+        assert_eq!(count_prefix(&store, keys::CLAIMED), 1);
+
+        // The retried delivery is claimed again (a second record) and delivered; the one in
+        // flight finishes too. A restart in between changes nothing.
+        let again = store.claim(&sub, UnixMillis(t + 6_000), lease, 10).unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].id, claimed[2].id);
+        delivered_at(&store, claimed[2].id, t + 6_000);
+        delivered_at(&store, claimed[3].id, t + 7_000);
+        assert_eq!(count_prefix(&store, keys::CLAIMED), 2);
+        assert_eq!(count_prefix(&store, keys::FINISHED), 0);
+        drop(store);
+        let store = SledStore::open(dir.path(), SledOptions::default()).unwrap();
+
+        let stats = store.purge(UnixMillis(t + 10_000)).unwrap();
+        assert_eq!((stats.deliveries, stats.events), (3, 3));
+        assert_eq!(count_prefix(&store, keys::CLAIMED), 0);
+        assert_eq!(count_prefix(&store, keys::DELIVERY), 0);
+        assert_eq!(count_prefix(&store, keys::EVENT), 0);
+        assert!(store
+            .all_counts()
+            .iter()
+            .all(|(_, c)| *c == QueueCounts::default()));
+    }
+
+    #[test]
+    fn a_finish_before_its_claim_time_indexes_itself() {
+        // Claim at a later clock reading than the attempt's end (the clock stepped back): the
+        // claim record would not be reached by a cutoff between the two, so the finish writes
+        // its own `f` entry and the purge still finds it.
+        let dir = tempfile::tempdir().unwrap();
+        let sub = SubscriberId::new("acme").unwrap();
+        let t = 1_700_000_000_000;
+        let store = SledStore::open(dir.path(), SledOptions::default()).unwrap();
+        store
+            .enqueue(vec![NewEvent {
+                event_type: "T".into(),
+                payload: Bytes::from_static(b"1"),
+                subscribers: vec![sub.clone()],
+                idempotency_key: None,
+                received_at: UnixMillis(t),
+            }])
+            .unwrap();
+        let claimed = store
+            .claim(&sub, UnixMillis(t + 9_000), UnixMillis(t + 99_000), 1)
+            .unwrap();
+        delivered_at(&store, claimed[0].id, t + 1_000);
+        assert_eq!(count_prefix(&store, keys::FINISHED), 1);
+        let stats = store.purge(UnixMillis(t + 2_000)).unwrap();
+        assert_eq!(stats.deliveries, 1);
+        // The claim record, left behind, goes once its own time is past the cutoff.
+        assert_eq!(count_prefix(&store, keys::CLAIMED), 1);
+        store.purge(UnixMillis(t + 10_000)).unwrap();
+        assert_eq!(count_prefix(&store, keys::CLAIMED), 0);
     }
 }
