@@ -45,6 +45,9 @@
 //! finished since (for a later pass), and drops what is pending again (its next claim lists it
 //! anew). A finish that cannot rely on a `c` record — its write failed, the clock stepped back
 //! past the claim, or a dead-letter without a claim — writes its own `f` entry as before.
+//! The price: a failed attempt's entry stays in its claim record until that record is older
+//! than the retention (about 32 bytes per attempt, the same order as the attempt's line in the
+//! delivery's history).
 //!
 //! # Key layout
 //!
