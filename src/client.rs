@@ -21,11 +21,8 @@ pub(crate) fn run(args: &ClientArgs, command: Command) -> ExitCode {
     };
     match runtime.block_on(execute(args, command)) {
         Ok(body) => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&body).unwrap_or_else(|_| body.to_string())
-            );
-            ExitCode::SUCCESS
+            let text = serde_json::to_string_pretty(&body).unwrap_or_else(|_| body.to_string());
+            crate::print_out(&text)
         }
         Err(e) => {
             eprintln!("herald: {e:#}");

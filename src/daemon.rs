@@ -159,10 +159,7 @@ async fn purge_loop(store: Arc<dyn DeliveryStore>, retention: Duration) {
 /// `herald check`: the summary on stdout and exit 0, or every error on stderr and exit 1.
 pub(crate) fn check(args: &ConfigArgs) -> ExitCode {
     match herald_config::load(&args.config) {
-        Ok(config) => {
-            print!("{}", summary(&config, &args.config));
-            ExitCode::SUCCESS
-        }
+        Ok(config) => crate::print_out(summary(&config, &args.config).trim_end()),
         Err(errors) => {
             eprintln!("{}: configuration is invalid:", args.config.display());
             eprintln!("{errors}");

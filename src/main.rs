@@ -31,3 +31,18 @@ fn main() -> ExitCode {
         command => client::run(&cli.client, command),
     }
 }
+
+/// Writes `text` and a newline to stdout. A closed pipe (`herald subscribers | head -1`) is not
+/// an error worth a panic, which `println!` would give: the reader has what it wanted.
+pub(crate) fn print_out(text: &str) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("herald: cannot write to stdout: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

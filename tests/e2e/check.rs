@@ -48,6 +48,30 @@ async fn shipped_config_passes() {
     assert!(out.status.success(), "{text}");
 }
 
+/// `herald check | head -1` must not panic when the reader has gone: the pipe's read end is
+/// closed before the child starts, so its first write meets EPIPE every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stdout_is_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = good().write(dir.path());
+    let out = tokio::task::spawn_blocking(move || {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        std::process::Command::new(crate::harness::HERALD)
+            .args(["check", "-c"])
+            .arg(&path)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("run herald")
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains(PANIC_TEXT), "check panicked:\n{stderr}");
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+}
+
 /// Each case: (file to corrupt: None = herald.toml, else the subscriber name), the text to
 /// append or replace, and what the error must mention.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -84,9 +84,12 @@ struct Inner {
 }
 
 impl Inner {
-    /// A batch may carry up to 16 maximal payloads (16 MiB with the default limit).
+    /// A batch may carry up to 16 maximal payloads (16 MiB with the default limit), and never
+    /// less than 4 MiB: with a small `max_payload_bytes`, a full batch of 1000 small events
+    /// must still fit, so that one too many is answered 400 (too many events), not 413.
     fn batch_body_limit(&self) -> usize {
-        self.max_payload_bytes.saturating_mul(16)
+        const FLOOR: usize = 4 * 1024 * 1024;
+        self.max_payload_bytes.saturating_mul(16).max(FLOOR)
     }
 }
 

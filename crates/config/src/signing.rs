@@ -113,19 +113,15 @@ fn check_plain_secret(secret: &str) -> Result<(), String> {
     }
 }
 
-/// `whsec_` followed by standard base64 of a non-empty key.
+/// Standard base64 of a non-empty key, after an optional `whsec_` prefix: the rule of the
+/// official Standard Webhooks libraries (and of the delivery layer that decodes it).
 fn check_standard_secret(secret: &str) -> Result<(), String> {
-    let Some(encoded) = secret.strip_prefix(WHSEC) else {
-        return Err(
-            "a standard-webhooks secret must start with \"whsec_\" followed by base64 (value not shown)"
-                .to_owned(),
-        );
-    };
+    let encoded = secret.strip_prefix(WHSEC).unwrap_or(secret);
     match decode_base64(encoded) {
         Some(key) if !key.is_empty() => Ok(()),
-        Some(_) => Err("the key after \"whsec_\" is empty".to_owned()),
+        Some(_) => Err("the key is empty (expected \"whsec_\" followed by base64)".to_owned()),
         None => Err(
-            "the part after \"whsec_\" is not valid standard base64 (A-Z a-z 0-9 + /, optionally padded with =; value not shown)"
+            "a standard-webhooks secret must be base64 (A-Z a-z 0-9 + /, optionally padded with =), optionally after \"whsec_\" (value not shown)"
                 .to_owned(),
         ),
     }
@@ -232,7 +228,7 @@ mod tests {
         assert_eq!(signing.secrets[0].expose(), "whsec_aGVsbG8=");
 
         let (bad, errors) = run(
-            "[signing]\nscheme = 'standard-webhooks'\nsecret = ['whsec_aGVsbG8=', 'hunter2', 'whsec_hunter2!']\nheader_prefix = 'x'\n",
+            "[signing]\nscheme = 'standard-webhooks'\nsecret = ['whsec_aGVsbG8=', 'hunter2!', 'whsec_hunter2!', 'aGVsbG8=']\nheader_prefix = 'x'\n",
         );
         assert!(bad.is_err());
         let keys: Vec<_> = errors.iter().map(|(k, _)| k.as_str()).collect();

@@ -117,7 +117,7 @@ fn decide(
                 Some(at) => {
                     sub.metrics.retried.increment(1);
                     tracing::info!(
-                        error,
+                        subscriber, %delivery_id, attempt, status, duration_ms, error,
                         retry_in_ms = at.0.saturating_sub(now.0),
                         "attempt failed; retry scheduled"
                     );

@@ -340,8 +340,8 @@ impl Dispatcher {
         report.orphaned = self.report_orphans();
         tracing::info!(
             subscribers = report.subscribers,
-            added = ?report.added,
-            removed = ?report.removed,
+            added = %ids_text(&report.added),
+            removed = %ids_text(&report.removed),
             "subscribers reloaded"
         );
         Ok(report)
@@ -379,4 +379,12 @@ impl Dispatcher {
         }
         ShutdownReport { drained }
     }
+}
+
+/// `a, b, c` for a log line.
+fn ids_text(ids: &[SubscriberId]) -> String {
+    ids.iter()
+        .map(SubscriberId::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
