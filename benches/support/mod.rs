@@ -5,6 +5,11 @@ use std::net::SocketAddr;
 
 use tokio::runtime::Runtime;
 
+/// The benches measure with the allocator the `herald` binary ships with (see `src/main.rs`).
+#[cfg(unix)]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// The runtime every bench drives its futures on: two workers, like the machine's two cores.
 pub(crate) fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
