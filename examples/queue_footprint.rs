@@ -18,6 +18,11 @@ use bytes::Bytes;
 use herald_core::{AttemptRecord, DeliveryStore, NewEvent, Outcome, SubscriberId, UnixMillis};
 use herald_queue::{SledOptions, SledStore};
 
+/// Measured with the allocator the `herald` binary ships with (see `src/main.rs`).
+#[cfg(unix)]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn status_kb(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
