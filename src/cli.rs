@@ -107,10 +107,16 @@ pub(crate) enum Command {
 #[derive(Debug, Args)]
 pub(crate) struct SendArgs {
     /// Event type, e.g. PROCESS_STATE_FINISHED.
-    #[arg(short, long)]
+    #[arg(short, long, visible_alias = "event")]
     pub(crate) event_type: String,
     /// JSON payload.
-    #[arg(short, long, conflicts_with = "file")]
+    #[arg(
+        short,
+        long,
+        visible_alias = "payload",
+        short_alias = 'p',
+        conflicts_with = "file"
+    )]
     pub(crate) data: Option<String>,
     /// Read the JSON payload from this file.
     #[arg(short, long)]
@@ -174,6 +180,29 @@ mod tests {
         match cli.command {
             Command::Run(args) => {
                 assert_eq!(args.config.config, PathBuf::from("config/herald.toml"))
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn send_takes_the_api_field_names_too() {
+        let cli = Cli::try_parse_from([
+            "herald",
+            "send",
+            "--event",
+            "E",
+            "--payload",
+            "{}",
+            "--subscriber",
+            "acme",
+        ])
+        .expect("parses");
+        match cli.command {
+            Command::Send(args) => {
+                assert_eq!(args.event_type, "E");
+                assert_eq!(args.data.as_deref(), Some("{}"));
+                assert_eq!(args.subscriber.as_deref(), Some("acme"));
             }
             other => panic!("unexpected {other:?}"),
         }
