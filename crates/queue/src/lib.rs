@@ -117,13 +117,15 @@
 //!
 //! # Measured (2 shared cores, `benches/queue.rs`, `examples/queue_footprint.rs`)
 //!
-//! Durable enqueues (enqueue + `sync`, 500-byte payload): ~23k/s from one producer (one fsync
-//! each), 50–90k/s from 16 and 55–110k/s from 256 concurrent producers, depending on the
-//! machine's load. Claim + delivered: 110–180k/s. One `claim` takes ~0.4 µs with 1K pending
-//! and ~1.4–1.8 µs with 1M pending (same algorithm, O(log n); the difference is sled pages and
-//! CPU caches going cold). A 1M-event backlog of 500-byte payloads: ~200 MiB peak RSS, ~1.3 GiB
-//! on disk; sled does not shrink its file after a purge but reuses the space, so under steady
-//! churn the file stays at its high-water mark.
+//! Figures vary by more than 2× with the host (see the README's Performance section for the
+//! dated runs). Durable enqueues (enqueue + `sync`, 500-byte payload): 5–23k/s from one
+//! producer (one fsync each), 45–90k/s from 16 and 70–110k/s from 256 concurrent producers.
+//! Claim + delivered: 150–360k/s. One `claim` (an in-memory pop plus the claim's `c` record
+//! write) takes ~3.5 µs with 1K pending and ~5.5 µs with 1M pending (same algorithm,
+//! O(log n); the difference is sled pages and CPU caches going cold). A 1M-event backlog of
+//! 500-byte payloads: 200–230 MiB peak RSS, ~1.3 GiB on disk; sled does not shrink its file
+//! after a purge but reuses the space, so under steady churn the file stays near its
+//! high-water mark.
 //!
 //! # Example
 //!
