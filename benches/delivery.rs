@@ -20,8 +20,8 @@ use axum::http::StatusCode;
 use axum::Router;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use herald_core::{
-    AuthConfig, DeliveryId, EventFilter, RetryPolicy, Secret, SecurityPolicy, SigningConfig,
-    SigningScheme, SubscriberConfig, SubscriberId, ThrottleConfig,
+    AuthConfig, DeliveryId, Secret, SecurityPolicy, SigningConfig, SigningScheme, SubscriberConfig,
+    SubscriberId,
 };
 use herald_delivery::signing::{Sha256V1, SignInput, Signer, StandardWebhooks};
 use herald_delivery::{AttemptRequest, Endpoint, HttpClient, Verdict};
@@ -41,17 +41,12 @@ async fn start_receiver() -> SocketAddr {
 
 fn subscriber(addr: SocketAddr) -> SubscriberConfig {
     SubscriberConfig {
-        id: SubscriberId::new("bench").expect("id"),
-        url: format!("http://{addr}/hook").parse().expect("url"),
-        events: EventFilter::All,
-        timeout: Duration::from_secs(10),
         max_in_flight: 500,
         headers: vec![("X-Tenant".to_owned(), "bench".to_owned())],
-        retry: RetryPolicy::default(),
-        auth: AuthConfig::None,
-        signing: None,
-        throttle: ThrottleConfig::default(),
-        rate_limit: None,
+        ..SubscriberConfig::new(
+            SubscriberId::new("bench").expect("id"),
+            format!("http://{addr}/hook").parse().expect("url"),
+        )
     }
 }
 

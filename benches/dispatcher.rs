@@ -32,8 +32,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Router;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use herald_core::{
-    AuthConfig, DeliveryStore, EventFilter, NewEvent, RetryPolicy, SecurityPolicy,
-    SubscriberConfig, SubscriberId, ThrottleConfig, UnixMillis,
+    DeliveryStore, NewEvent, SecurityPolicy, SubscriberConfig, SubscriberId, UnixMillis,
 };
 use herald_delivery::HttpClient;
 use herald_dispatcher::Dispatcher;
@@ -77,17 +76,11 @@ async fn start_receiver(arrivals: Arrivals) -> SocketAddr {
 
 fn subscriber(id: &str, addr: SocketAddr, max_in_flight: u32) -> SubscriberConfig {
     SubscriberConfig {
-        id: SubscriberId::new(id).expect("id"),
-        url: format!("http://{addr}/hook").parse().expect("url"),
-        events: EventFilter::All,
-        timeout: Duration::from_secs(10),
         max_in_flight,
-        headers: vec![],
-        retry: RetryPolicy::default(),
-        auth: AuthConfig::None,
-        signing: None,
-        throttle: ThrottleConfig::default(),
-        rate_limit: None,
+        ..SubscriberConfig::new(
+            SubscriberId::new(id).expect("id"),
+            format!("http://{addr}/hook").parse().expect("url"),
+        )
     }
 }
 

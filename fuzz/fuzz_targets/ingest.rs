@@ -10,10 +10,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{header, Method, Request};
 use herald_api::{router, ApiOptions, ApiState};
-use herald_core::{
-    AuthConfig, DeliveryStore, EventFilter, RetryPolicy, SecurityPolicy, SubscriberConfig,
-    SubscriberId, ThrottleConfig,
-};
+use herald_core::{DeliveryStore, SecurityPolicy, SubscriberConfig, SubscriberId};
 use herald_delivery::HttpClient;
 use herald_dispatcher::Dispatcher;
 use herald_queue::{SledOptions, SledStore};
@@ -47,17 +44,12 @@ fn target() -> &'static Target {
             })
             .expect("client");
             let sub = SubscriberConfig {
-                id: SubscriberId::new("a").expect("id"),
-                url: url::Url::parse("http://127.0.0.1:9/hook").expect("url"),
-                events: EventFilter::All,
                 timeout: Duration::from_secs(1),
                 max_in_flight: 10,
-                headers: Vec::new(),
-                retry: RetryPolicy::default(),
-                auth: AuthConfig::None,
-                signing: None,
-                throttle: ThrottleConfig::default(),
-                rate_limit: None,
+                ..SubscriberConfig::new(
+                    SubscriberId::new("a").expect("id"),
+                    url::Url::parse("http://127.0.0.1:9/hook").expect("url"),
+                )
             };
             let dispatcher = Dispatcher::start(store, client, vec![sub]).expect("dispatcher");
             dispatcher.pause("a", "fuzzing").expect("pause");

@@ -19,10 +19,7 @@ use crate::signing::signing;
 use crate::url_check::{outbound_url, Target};
 use crate::values::{duration, float, integer, quote, Zero};
 
-/// Per-attempt timeout when none is given.
-pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-/// `max_in_flight` when none is given.
-pub(crate) const DEFAULT_MAX_IN_FLIGHT: u32 = 50;
+use herald_core::{DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT};
 
 /// Reads every `*.toml` in `dir` (see [`crate::load_subscribers`]).
 pub(crate) fn load_dir(

@@ -14,6 +14,11 @@ use crate::{Secret, SubscriberId};
 /// The most requests a subscriber may have in flight at once (`max_in_flight` upper bound).
 pub const MAX_IN_FLIGHT_LIMIT: u32 = 500;
 
+/// Per-attempt timeout of a subscriber whose file sets none.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// `max_in_flight` of a subscriber whose file sets none.
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 50;
+
 /// Everything Herald knows about one subscriber.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SubscriberConfig {
@@ -39,6 +44,27 @@ pub struct SubscriberConfig {
     pub throttle: ThrottleConfig,
     /// Optional requests-per-second cap.
     pub rate_limit: Option<RateLimitConfig>,
+}
+
+impl SubscriberConfig {
+    /// The subscriber a file with only `id`, `url` and `events = ["*"]` describes: every event
+    /// type, the default timeout, retry schedule and throttle, [`DEFAULT_MAX_IN_FLIGHT`], no
+    /// headers, auth, signing or rate limit. Change fields with struct update syntax.
+    pub fn new(id: SubscriberId, url: Url) -> Self {
+        Self {
+            id,
+            url,
+            events: EventFilter::All,
+            timeout: DEFAULT_TIMEOUT,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            headers: Vec::new(),
+            retry: RetryPolicy::default(),
+            auth: AuthConfig::None,
+            signing: None,
+            throttle: ThrottleConfig::default(),
+            rate_limit: None,
+        }
+    }
 }
 
 /// Which event types a subscriber receives.

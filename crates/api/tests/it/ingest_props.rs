@@ -11,10 +11,7 @@ use proptest::prelude::*;
 use serde_json::Value;
 
 use herald_api::{router, ApiOptions, ApiState};
-use herald_core::{
-    AuthConfig, DeliveryStore, EventFilter, RetryPolicy, SecurityPolicy, SubscriberConfig,
-    SubscriberId, ThrottleConfig,
-};
+use herald_core::{DeliveryStore, SecurityPolicy, SubscriberConfig, SubscriberId};
 use herald_delivery::HttpClient;
 use herald_dispatcher::Dispatcher;
 use herald_queue::{SledOptions, SledStore};
@@ -45,17 +42,12 @@ fn api() -> &'static Api {
             })
             .unwrap();
             let sub = SubscriberConfig {
-                id: SubscriberId::new("a").unwrap(),
-                url: url::Url::parse("http://127.0.0.1:9/hook").unwrap(),
-                events: EventFilter::All,
                 timeout: Duration::from_secs(1),
                 max_in_flight: 10,
-                headers: Vec::new(),
-                retry: RetryPolicy::default(),
-                auth: AuthConfig::None,
-                signing: None,
-                throttle: ThrottleConfig::default(),
-                rate_limit: None,
+                ..SubscriberConfig::new(
+                    SubscriberId::new("a").unwrap(),
+                    url::Url::parse("http://127.0.0.1:9/hook").unwrap(),
+                )
             };
             let dispatcher = Dispatcher::start(store, client, vec![sub]).unwrap();
             dispatcher.pause("a", "property test").unwrap();

@@ -18,10 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use url::Url;
 
-use herald_core::{
-    AuthConfig, DeliveryId, EventFilter, RetryPolicy, Secret, SecurityPolicy, SubscriberConfig,
-    SubscriberId, ThrottleConfig,
-};
+use herald_core::{AuthConfig, DeliveryId, Secret, SecurityPolicy, SubscriberConfig, SubscriberId};
 use herald_delivery::{AttemptRequest, Endpoint, HttpClient};
 
 /// `allow_http` and `allow_private_networks`: what tests against 127.0.0.1 need.
@@ -40,17 +37,8 @@ pub fn open_client() -> HttpClient {
 /// A subscriber with no auth, no signing and a 2 s timeout.
 pub fn subscriber(url: Url) -> SubscriberConfig {
     SubscriberConfig {
-        id: SubscriberId::new("test-sub").expect("id"),
-        url,
-        events: EventFilter::All,
         timeout: Duration::from_secs(2),
-        max_in_flight: 50,
-        headers: Vec::new(),
-        retry: RetryPolicy::default(),
-        auth: AuthConfig::None,
-        signing: None,
-        throttle: ThrottleConfig::default(),
-        rate_limit: None,
+        ..SubscriberConfig::new(SubscriberId::new("test-sub").expect("id"), url)
     }
 }
 

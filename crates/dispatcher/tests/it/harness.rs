@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use herald_core::{
-    AuthConfig, DeliveryId, DeliveryStore, EventFilter, NewEvent, QueueCounts, RetryPolicy,
-    SecurityPolicy, SubscriberConfig, SubscriberId, ThrottleConfig, UnixMillis,
+    DeliveryId, DeliveryStore, NewEvent, QueueCounts, RetryPolicy, SecurityPolicy,
+    SubscriberConfig, SubscriberId, UnixMillis,
 };
 use herald_delivery::HttpClient;
 use herald_dispatcher::Dispatcher;
@@ -38,12 +38,7 @@ pub(crate) fn sid(id: &str) -> SubscriberId {
 /// retries (100 ms, no jitter), default throttling, no rate limit.
 pub(crate) fn subscriber(id: &str, receiver: &Receiver) -> SubscriberConfig {
     SubscriberConfig {
-        id: sid(id),
-        url: receiver.url().parse().unwrap(),
-        events: EventFilter::All,
-        timeout: Duration::from_secs(10),
         max_in_flight: 10,
-        headers: vec![],
         retry: RetryPolicy {
             max_attempts: 10,
             initial_interval: Duration::from_millis(100),
@@ -52,10 +47,7 @@ pub(crate) fn subscriber(id: &str, receiver: &Receiver) -> SubscriberConfig {
             randomization: 0.0,
             max_age: None,
         },
-        auth: AuthConfig::None,
-        signing: None,
-        throttle: ThrottleConfig::default(),
-        rate_limit: None,
+        ..SubscriberConfig::new(sid(id), receiver.url().parse().unwrap())
     }
 }
 
