@@ -15,11 +15,15 @@
 //!   cached one, so a burst of 401s causes one refresh) and resends once with a fresh token.
 //! - The token request has its own timeout (the subscriber's, capped at [`MAX_TOKEN_TIMEOUT`]),
 //!   reads at most 64 KiB, goes through the same client (same SSRF guard) and is authenticated
-//!   with HTTP Basic `client_id:client_secret` (RFC 6749 §2.3.1).
+//!   with HTTP Basic `client_id:client_secret` (RFC 6749 §2.3.1). A token endpoint that refuses
+//!   that with a 400/401 is asked once more within the same timeout with the credentials in the
+//!   form body instead (`client_secret_post`, which some servers require); if that works, the
+//!   subscriber keeps using it. Server errors and timeouts are not retried this way.
 //! - A failure is reported as `oauth2 token request failed: <short reason>`; neither the secret
 //!   nor any token ever appears in it.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -29,7 +33,7 @@ use http::HeaderValue;
 use http_body_util::BodyExt;
 use oauth2::basic::{BasicClient, BasicErrorResponse, BasicTokenResponse};
 use oauth2::{
-    AsyncHttpClient, ClientId, ClientSecret, EndpointNotSet, EndpointSet, HttpRequest,
+    AsyncHttpClient, AuthType, ClientId, ClientSecret, EndpointNotSet, EndpointSet, HttpRequest,
     HttpResponse, RequestTokenError, Scope, TokenResponse, TokenUrl,
 };
 use tokio::time::{timeout_at, Instant};
@@ -62,7 +66,12 @@ type TokenClient =
 
 /// OAuth2 client-credentials auth: `Authorization: Bearer <token>`.
 pub struct OAuth2ClientCredentials {
+    /// Sends the client credentials as HTTP Basic.
     oauth: TokenClient,
+    /// Sends them in the form body (`client_secret_post`).
+    oauth_in_body: TokenClient,
+    /// Whether the token endpoint refused Basic and took the credentials in the body.
+    credentials_in_body: AtomicBool,
     scopes: Vec<Scope>,
     transport: TokenTransport,
     timeout: Duration,
@@ -111,8 +120,11 @@ impl OAuth2ClientCredentials {
         let oauth = BasicClient::new(ClientId::new(client_id.to_owned()))
             .set_client_secret(ClientSecret::new(client_secret.expose().to_owned()))
             .set_token_uri(TokenUrl::from_url(token_url.clone()));
+        let oauth_in_body = oauth.clone().set_auth_type(AuthType::RequestBody);
         Ok(Self {
             oauth,
+            oauth_in_body,
+            credentials_in_body: AtomicBool::new(false),
             scopes: scopes.iter().cloned().map(Scope::new).collect(),
             transport: TokenTransport {
                 http: client.pool(),
@@ -211,19 +223,24 @@ impl OAuth2ClientCredentials {
             return Err(blocked.to_string());
         }
         let sent_at = Instant::now();
-        let request = self
-            .oauth
-            .exchange_client_credentials()
-            .add_scopes(self.scopes.iter().cloned());
-        let response: BasicTokenResponse = match tokio::time::timeout(
-            self.timeout,
-            request.request_async(&self.transport),
-        )
-        .await
-        {
-            Err(_) => return Err(format!("timeout after {}", human(self.timeout))),
-            Ok(Err(err)) => return Err(describe_token_error(err)),
-            Ok(Ok(response)) => response,
+        let deadline = sent_at + self.timeout;
+        let in_body = self.credentials_in_body.load(Ordering::Relaxed);
+        let response = match self.request_token(in_body, deadline).await {
+            Ok(response) => response,
+            // A 400/401 to HTTP Basic: some endpoints only take client_secret_post.
+            Err(TokenFailure::Refused(reason)) if !in_body => {
+                match self.request_token(true, deadline).await {
+                    Ok(response) => {
+                        self.credentials_in_body.store(true, Ordering::Relaxed);
+                        tracing::info!(client_id = %self.client_id, token_host = %self.token_host,
+                            "the token endpoint refused HTTP Basic client credentials and took them in the request body; using that from now on");
+                        response
+                    }
+                    // Report the answer to the standard method.
+                    Err(_) => return Err(reason),
+                }
+            }
+            Err(TokenFailure::Refused(reason) | TokenFailure::Other(reason)) => return Err(reason),
         };
         let value = HeaderValue::try_from(format!("Bearer {}", response.access_token().secret()))
             .map_err(|_| "the access token is not a valid header value".to_owned())?;
@@ -236,6 +253,42 @@ impl OAuth2ClientCredentials {
             refresh_at: sent_at + (lifetime - margin),
             expires_at: sent_at + lifetime,
         })
+    }
+}
+
+/// Why a token request failed: `Refused` when the endpoint answered 400/401 (an OAuth2 error
+/// document or anything else), `Other` for transport errors, other statuses and timeouts.
+enum TokenFailure {
+    Refused(String),
+    Other(String),
+}
+
+impl OAuth2ClientCredentials {
+    /// One token request, with the credentials as HTTP Basic or in the form body.
+    async fn request_token(
+        &self,
+        in_body: bool,
+        deadline: Instant,
+    ) -> Result<BasicTokenResponse, TokenFailure> {
+        let client = if in_body {
+            &self.oauth_in_body
+        } else {
+            &self.oauth
+        };
+        let request = client
+            .exchange_client_credentials()
+            .add_scopes(self.scopes.iter().cloned());
+        match timeout_at(deadline, request.request_async(&self.transport)).await {
+            Err(_) => Err(TokenFailure::Other(format!(
+                "timeout after {}",
+                human(self.timeout)
+            ))),
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(err @ RequestTokenError::Request(_))) => {
+                Err(TokenFailure::Other(describe_token_error(err)))
+            }
+            Ok(Err(err)) => Err(TokenFailure::Refused(describe_token_error(err))),
+        }
     }
 }
 

@@ -208,6 +208,34 @@ async fn rejected_client_credentials_are_reported_without_the_secret() {
         Some("oauth2 token request failed: token endpoint refused: invalid_client")
     );
     assert!(!format!("{result:?}").contains("s3cret"));
+    // Basic was refused, so the credentials were offered once more in the body.
+    assert_eq!(idp.requests(), 2);
+    assert_eq!(receiver.count(), 0);
+}
+
+#[tokio::test]
+async fn an_endpoint_that_takes_credentials_only_in_the_body_gets_them_there_from_then_on() {
+    let idp = TokenServer::start(TokenMode::Issue {
+        expires_in: Some(1),
+    })
+    .await;
+    idp.take_credentials_only_in_the_body();
+    let receiver = Receiver::ok().await;
+    let endpoint = oauth_endpoint(&receiver, idp.auth());
+    let result = endpoint.attempt(request(1, PAYLOAD)).await;
+    assert_eq!(result.verdict, Verdict::Success, "{result:?}");
+    assert_eq!(idp.requests(), 2, "Basic refused, then the form body");
+    // The 1 s token is refreshed 100 ms before expiry, straight in the body this time.
+    tokio::time::sleep(Duration::from_millis(950)).await;
+    let result = endpoint.attempt(request(1, PAYLOAD)).await;
+    assert_eq!(result.verdict, Verdict::Success, "{result:?}");
+    assert_eq!(idp.requests(), 3);
+    let auths: Vec<String> = receiver
+        .requests()
+        .iter()
+        .map(|r| r.header("authorization").to_owned())
+        .collect();
+    assert_eq!(auths, ["Bearer token-1", "Bearer token-2"]);
 }
 
 #[tokio::test]

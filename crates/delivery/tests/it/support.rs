@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -261,6 +261,8 @@ struct TokenState {
     mode: Mutex<TokenMode>,
     delay: Mutex<Duration>,
     scopes: Mutex<Vec<String>>,
+    /// Accept the client credentials only as form fields (`client_secret_post`), not Basic.
+    credentials_in_body: AtomicBool,
 }
 
 /// A client-credentials token endpoint on 127.0.0.1 (`POST /token`). It checks the Basic client
@@ -279,6 +281,7 @@ impl TokenServer {
             mode: Mutex::new(mode),
             delay: Mutex::new(Duration::ZERO),
             scopes: Mutex::new(Vec::new()),
+            credentials_in_body: AtomicBool::new(false),
         });
         let app = Router::new()
             .route("/token", axum::routing::post(issue))
@@ -302,6 +305,12 @@ impl TokenServer {
 
     pub fn requests(&self) -> usize {
         self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// From now on accept the client credentials only as `client_id`/`client_secret` form
+    /// fields (like servers that support `client_secret_post` only); Basic is refused.
+    pub fn take_credentials_only_in_the_body(&self) {
+        self.state.credentials_in_body.store(true, Ordering::SeqCst);
     }
 
     /// The `scope` parameter of every request.
@@ -338,18 +347,24 @@ async fn issue(State(state): State<Arc<TokenState>>, headers: HeaderMap, body: B
         )
             .into_response()
     };
-    let expected = format!(
-        "Basic {}",
-        STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"))
-    );
-    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+    let form = String::from_utf8_lossy(&body).into_owned();
+    let params: Vec<(&str, &str)> = form.split('&').filter_map(|p| p.split_once('=')).collect();
+    let authenticated = if state.credentials_in_body.load(Ordering::SeqCst) {
+        params.contains(&("client_id", CLIENT_ID))
+            && params.contains(&("client_secret", CLIENT_SECRET))
+    } else {
+        let expected = format!(
+            "Basic {}",
+            STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"))
+        );
+        headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(expected.as_str())
+    };
+    if !authenticated {
         return json(
             StatusCode::UNAUTHORIZED,
             serde_json::json!({"error": "invalid_client"}),
         );
     }
-    let form = String::from_utf8_lossy(&body).into_owned();
-    let params: Vec<(&str, &str)> = form.split('&').filter_map(|p| p.split_once('=')).collect();
     if !params.contains(&("grant_type", "client_credentials")) {
         return json(
             StatusCode::BAD_REQUEST,
