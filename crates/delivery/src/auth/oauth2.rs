@@ -15,10 +15,11 @@
 //!   cached one, so a burst of 401s causes one refresh) and resends once with a fresh token.
 //! - The token request has its own timeout (the subscriber's, capped at [`MAX_TOKEN_TIMEOUT`]),
 //!   reads at most 64 KiB, goes through the same client (same SSRF guard) and is authenticated
-//!   with HTTP Basic `client_id:client_secret` (RFC 6749 §2.3.1). A token endpoint that refuses
-//!   that with a 400/401 is asked once more within the same timeout with the credentials in the
-//!   form body instead (`client_secret_post`, which some servers require); if that works, the
-//!   subscriber keeps using it. Server errors and timeouts are not retried this way.
+//!   with HTTP Basic `client_id:client_secret` (RFC 6749 §2.3.1). A token endpoint that answers
+//!   that without a token (a 400/401, or a response that does not parse) is asked once more
+//!   within the same timeout with the credentials in the form body instead
+//!   (`client_secret_post`, which some servers require); if that works, the subscriber keeps
+//!   using it. Other statuses, connection errors and timeouts are not retried this way.
 //! - A failure is reported as `oauth2 token request failed: <short reason>`; neither the secret
 //!   nor any token ever appears in it.
 
@@ -256,8 +257,9 @@ impl OAuth2ClientCredentials {
     }
 }
 
-/// Why a token request failed: `Refused` when the endpoint answered 400/401 (an OAuth2 error
-/// document or anything else), `Other` for transport errors, other statuses and timeouts.
+/// Why a token request failed: `Refused` when the endpoint answered without a token (a 400/401
+/// error document, or a response that does not parse), `Other` for connection errors, other
+/// statuses and timeouts.
 enum TokenFailure {
     Refused(String),
     Other(String),
