@@ -23,7 +23,9 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    /// A problem with `key` in `file`.
+    /// A problem with `key` in `file`. Control characters in the key and message (a quoted
+    /// TOML key or a value that holds `\n`) are escaped, so an error is always one line and
+    /// nothing in a config file can forge further lines in `check` output or the logs.
     pub fn new(
         file: impl Into<PathBuf>,
         key: impl Into<String>,
@@ -31,10 +33,26 @@ impl ConfigError {
     ) -> Self {
         Self {
             file: file.into(),
-            key: key.into(),
-            message: message.into(),
+            key: one_line(key.into()),
+            message: one_line(message.into()),
         }
     }
+}
+
+/// `text` with its control characters escaped (`\n`, `\u{1b}`, …); unchanged if it has none.
+fn one_line(text: String) -> String {
+    if !text.chars().any(char::is_control) {
+        return text;
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 impl fmt::Display for ConfigError {
@@ -174,6 +192,16 @@ mod tests {
         );
         let whole = ConfigError::new("subs/acme.toml", "", "cannot be read");
         assert_eq!(whole.to_string(), "subs/acme.toml: cannot be read");
+    }
+
+    #[test]
+    fn control_characters_cannot_split_an_error_over_lines() {
+        let e = ConfigError::new("a.toml", "x\ny", "unknown scheme \"a\r\nb\u{1b}[2J\"");
+        assert_eq!(
+            e.to_string(),
+            "a.toml: x\\ny: unknown scheme \"a\\r\\nb\\u{1b}[2J\""
+        );
+        assert_eq!(e.to_string().lines().count(), 1);
     }
 
     #[test]

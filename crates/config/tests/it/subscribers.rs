@@ -756,3 +756,17 @@ fn reload_reads_the_folder_again() {
     };
     assert!(herald_config::load_subscribers(&config.subscribers_dir, &open, &|_| None).is_ok());
 }
+
+/// Found by the `config` fuzz target: a value holding a newline (TOML `\n`) made an error
+/// message span two lines, the second naming no file.
+#[test]
+fn a_newline_in_a_value_stays_on_the_error_line() {
+    let errors = sub_err(
+        "url = \"https://a.example/\"\nevents = [\"*\"]\n[signing]\nscheme = \"sta\\ndard-webhooks\"\nsecret = \"whsec_aGVsbG8=\"\n",
+        "signing.scheme",
+        "sta\\ndard-webhooks",
+    );
+    let text = errors.to_string();
+    assert_eq!(text.lines().count(), errors.len(), "{text}");
+    assert!(text.lines().all(|l| l.contains("acme.toml")), "{text}");
+}
