@@ -16,8 +16,8 @@ use clap::Parser;
 /// jemalloc instead of glibc's malloc: buffers here are routinely allocated on one thread and
 /// freed on another (request bodies, sled pages, connection buffers moving between tokio
 /// workers and sled's threads), and glibc's per-arena locks turned that into futex traffic.
-/// Measured with `examples/loadtest.rs` on the 2-core machine: batch ingest 55k → 106k
-/// events/s, backlog drain 36k → 61k deliveries/s, peak RSS 76 → 94 MB (README, Performance).
+/// With it, batch ingest and backlog drain roughly doubled in `examples/loadtest.rs`; the
+/// measured figures are in the README (Performance, "what moved it").
 #[cfg(unix)]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

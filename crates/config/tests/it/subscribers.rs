@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use herald_core::{
     AuthConfig, EventFilter, RateLimitConfig, RetryPolicy, SecurityPolicy, SigningScheme,
-    ThrottleConfig,
+    SubscriberConfig, ThrottleConfig,
 };
 
 use crate::support::{assert_has, load_sub_with, sub_err, sub_err_with, sub_ok, Fixture, MINIMAL};
@@ -38,6 +38,14 @@ fn minimal_file_gets_the_documented_defaults() {
     assert_eq!(sub.signing, None);
     assert_eq!(sub.throttle, ThrottleConfig::default());
     assert_eq!(sub.rate_limit, None);
+    // herald-core's constructor (used by tests and benches) describes the same subscriber.
+    assert_eq!(
+        sub,
+        SubscriberConfig {
+            events: sub.events.clone(),
+            ..SubscriberConfig::new(sub.id.clone(), sub.url.clone())
+        }
+    );
 }
 
 #[test]

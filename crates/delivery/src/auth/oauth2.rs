@@ -218,7 +218,36 @@ impl OAuth2ClientCredentials {
         }
     }
 
-    /// One token request. The error is the short reason (without the "oauth2 …" prefix).
+    /// One token request, with the credentials as HTTP Basic or in the form body.
+    async fn request_token(
+        &self,
+        in_body: bool,
+        deadline: Instant,
+    ) -> Result<BasicTokenResponse, TokenFailure> {
+        let client = if in_body {
+            &self.oauth_in_body
+        } else {
+            &self.oauth
+        };
+        let request = client
+            .exchange_client_credentials()
+            .add_scopes(self.scopes.iter().cloned());
+        match timeout_at(deadline, request.request_async(&self.transport)).await {
+            Err(_) => Err(TokenFailure::Other(format!(
+                "timeout after {}",
+                human(self.timeout)
+            ))),
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(err @ RequestTokenError::Request(_))) => {
+                Err(TokenFailure::Other(describe_token_error(err)))
+            }
+            Ok(Err(err)) => Err(TokenFailure::Refused(describe_token_error(err))),
+        }
+    }
+
+    /// One token fetch: a request with the credentials the endpoint is known to take, and, if
+    /// HTTP Basic was refused, one more with them in the body, both within `self.timeout`. The
+    /// error is the short reason (without the "oauth2 …" prefix).
     async fn fetch(&self) -> Result<CachedToken, String> {
         if let Some(blocked) = &self.blocked {
             return Err(blocked.to_string());
@@ -263,35 +292,6 @@ impl OAuth2ClientCredentials {
 enum TokenFailure {
     Refused(String),
     Other(String),
-}
-
-impl OAuth2ClientCredentials {
-    /// One token request, with the credentials as HTTP Basic or in the form body.
-    async fn request_token(
-        &self,
-        in_body: bool,
-        deadline: Instant,
-    ) -> Result<BasicTokenResponse, TokenFailure> {
-        let client = if in_body {
-            &self.oauth_in_body
-        } else {
-            &self.oauth
-        };
-        let request = client
-            .exchange_client_credentials()
-            .add_scopes(self.scopes.iter().cloned());
-        match timeout_at(deadline, request.request_async(&self.transport)).await {
-            Err(_) => Err(TokenFailure::Other(format!(
-                "timeout after {}",
-                human(self.timeout)
-            ))),
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(err @ RequestTokenError::Request(_))) => {
-                Err(TokenFailure::Other(describe_token_error(err)))
-            }
-            Ok(Err(err)) => Err(TokenFailure::Refused(describe_token_error(err))),
-        }
-    }
 }
 
 impl AuthProvider for OAuth2ClientCredentials {

@@ -88,11 +88,7 @@ async fn refreshes_before_expiry() {
         Verdict::Success
     );
     assert_eq!(idp.requests(), 2);
-    let auths: Vec<String> = receiver
-        .requests()
-        .iter()
-        .map(|r| r.header("authorization").to_owned())
-        .collect();
+    let auths = receiver.header_values("authorization");
     assert_eq!(
         auths,
         ["Bearer token-1", "Bearer token-1", "Bearer token-2"]
@@ -230,11 +226,7 @@ async fn an_endpoint_that_takes_credentials_only_in_the_body_gets_them_there_fro
     let result = endpoint.attempt(request(1, PAYLOAD)).await;
     assert_eq!(result.verdict, Verdict::Success, "{result:?}");
     assert_eq!(idp.requests(), 3);
-    let auths: Vec<String> = receiver
-        .requests()
-        .iter()
-        .map(|r| r.header("authorization").to_owned())
-        .collect();
+    let auths = receiver.header_values("authorization");
     assert_eq!(auths, ["Bearer token-1", "Bearer token-2"]);
 }
 

@@ -187,6 +187,14 @@ impl Receiver {
         self.state.requests.lock().expect("lock").len()
     }
 
+    /// The value of header `name` on every request received, in order.
+    pub fn header_values(&self, name: &str) -> Vec<String> {
+        self.requests()
+            .iter()
+            .map(|r| r.header(name).to_owned())
+            .collect()
+    }
+
     /// The most requests that were being answered at the same time.
     pub fn max_in_flight(&self) -> usize {
         self.state.max_in_flight.load(Ordering::SeqCst)
