@@ -3,6 +3,7 @@
 //! Secrets are never quoted in messages; a problem names `signing.secret` (or
 //! `signing.secret[i]` in a rotation list) and says what is wrong with it.
 
+use herald_core::webhook_secret::{self, WebhookSecretError};
 use herald_core::{Secret, SigningConfig, SigningScheme};
 
 use crate::error::Report;
@@ -12,9 +13,6 @@ use crate::values::quote;
 
 /// The `sha256-v1` header prefix when none is given.
 pub(crate) const DEFAULT_HEADER_PREFIX: &str = "webhook";
-
-/// The prefix of a Standard Webhooks secret.
-const WHSEC: &str = "whsec_";
 
 /// Validates `[signing]`; `Ok(None)` when the section is absent, `Err(())` when it is invalid
 /// (problems recorded in `report`).
@@ -113,62 +111,17 @@ fn check_plain_secret(secret: &str) -> Result<(), String> {
     }
 }
 
-/// Standard base64 of a non-empty key, after an optional `whsec_` prefix: the rule of the
-/// official Standard Webhooks libraries (and of the delivery layer that decodes it).
+/// A secret the signer can use (the rule lives in [`herald_core::webhook_secret`]).
 fn check_standard_secret(secret: &str) -> Result<(), String> {
-    let encoded = secret.strip_prefix(WHSEC).unwrap_or(secret);
-    match decode_base64(encoded) {
-        Some(key) if !key.is_empty() => Ok(()),
-        Some(_) => Err("the key is empty (expected \"whsec_\" followed by base64)".to_owned()),
-        None => Err(
-            "a standard-webhooks secret must be base64 (A-Z a-z 0-9 + /, optionally padded with =), optionally after \"whsec_\" (value not shown)"
-                .to_owned(),
-        ),
-    }
-}
-
-/// Decodes standard-alphabet base64 the way the delivery layer (and the `base64` crate with
-/// `DecodePaddingMode::Indifferent`) does: `=` padding optional, but never more than the
-/// canonical amount, and no stray bits in the last symbol. `None` if it is not valid.
-pub(crate) fn decode_base64(encoded: &str) -> Option<Vec<u8>> {
-    fn sextet(byte: u8) -> Option<u32> {
-        let value = match byte {
-            b'A'..=b'Z' => byte - b'A',
-            b'a'..=b'z' => byte - b'a' + 26,
-            b'0'..=b'9' => byte - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        Some(u32::from(value))
-    }
-
-    let bytes = encoded.as_bytes();
-    let padding = bytes.iter().rev().take_while(|&&b| b == b'=').count();
-    let body = &bytes[..bytes.len() - padding];
-    let allowed_padding = match body.len() % 4 {
-        0 => 0,
-        2 => 2,
-        3 => 1,
-        _ => return None,
-    };
-    if padding > allowed_padding {
-        return None;
-    }
-    let mut out = Vec::with_capacity(body.len() / 4 * 3 + 2);
-    let mut acc: u32 = 0;
-    let mut bits = 0u32;
-    for &byte in body {
-        acc = (acc << 6) | sextet(byte)?;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push(((acc >> bits) & 0xff) as u8);
-            acc &= (1 << bits) - 1;
+    match webhook_secret::decode(secret) {
+        Ok(_) => Ok(()),
+        Err(WebhookSecretError::Empty) => {
+            Err("the key is empty (expected \"whsec_\" followed by base64)".to_owned())
         }
+        Err(e) => Err(format!(
+            "a standard-webhooks secret must be base64 (A-Z a-z 0-9 + /, optionally padded with =), optionally after \"whsec_\": {e} (value not shown)"
+        )),
     }
-    // Canonical encodings leave no set bits behind.
-    (acc == 0).then_some(out)
 }
 
 #[cfg(test)]
@@ -176,33 +129,6 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-
-    #[test]
-    fn base64_decodes_canonical_standard_input_only() {
-        assert_eq!(decode_base64("aGVsbG8="), Some(b"hello".to_vec()));
-        assert_eq!(decode_base64("aGVsbG8h"), Some(b"hello!".to_vec()));
-        assert_eq!(decode_base64("aGk="), Some(b"hi".to_vec()));
-        assert_eq!(decode_base64("aA=="), Some(b"h".to_vec()));
-        assert_eq!(decode_base64("+/+/"), Some(vec![0xfb, 0xff, 0xbf]));
-        assert_eq!(decode_base64(""), Some(vec![]));
-        // Padding is optional (as in the delivery layer), but never excessive.
-        assert_eq!(decode_base64("aGVsbG8"), Some(b"hello".to_vec()));
-        assert_eq!(decode_base64("aGk"), Some(b"hi".to_vec()));
-        assert_eq!(decode_base64("aA="), Some(b"h".to_vec()));
-        assert_eq!(
-            decode_base64("c2Vjb25kLWtleQ"),
-            Some(b"second-key".to_vec())
-        );
-        assert_eq!(decode_base64("aGk=="), None);
-        assert_eq!(decode_base64("aGVsbG8h="), None);
-        assert_eq!(decode_base64("aGVsb"), None); // 5 symbols: a lone trailing symbol
-        assert_eq!(decode_base64("aB=="), None); // non-zero trailing bits
-        assert_eq!(decode_base64("a==="), None);
-        assert_eq!(decode_base64("===="), None);
-        assert_eq!(decode_base64("aG=k"), None);
-        assert_eq!(decode_base64("-_-_"), None); // URL-safe alphabet
-        assert_eq!(decode_base64("aGVs bG8="), None);
-    }
 
     type Outcome = (Result<Option<SigningConfig>, ()>, Vec<(String, String)>);
 

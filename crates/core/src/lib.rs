@@ -9,7 +9,9 @@
 //! - [`subscriber`]: the validated, typed settings of one subscriber (what `herald-config`
 //!   produces and what delivery and dispatch consume);
 //! - [`store`]: the [`DeliveryStore`] trait, the seam between the dispatcher and a storage
-//!   engine (sled is the default, in `herald-queue`).
+//!   engine (sled is the default, in `herald-queue`);
+//! - [`webhook_secret`]: the one rule for Standard Webhooks secrets, shared by the config
+//!   loader and the signer.
 //!
 //! ```
 //! use herald_core::{Secret, SubscriberId};
@@ -23,6 +25,7 @@ pub mod secret;
 pub mod store;
 pub mod subscriber;
 pub mod time;
+pub mod webhook_secret;
 
 pub use ids::{DeliveryId, EventId, InvalidId, SubscriberId};
 pub use secret::Secret;

@@ -2,14 +2,13 @@
 
 use std::fmt;
 
-use base64::alphabet;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
-use base64::engine::DecodePaddingMode;
-use base64::{DecodeError, Engine as _};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use sha2::Sha256;
 
+use herald_core::webhook_secret::{self, WebhookSecretError};
 use herald_core::{Secret, SubscriberId};
 
 use super::{SignInput, Signer};
@@ -19,19 +18,13 @@ use crate::DeliveryError;
 pub const SIGNATURE_HEADER: HeaderName = HeaderName::from_static("webhook-signature");
 
 /// The prefix the Standard Webhooks libraries put on generated secrets.
-pub const SECRET_PREFIX: &str = "whsec_";
-
-/// Base64 decoding that accepts secrets with or without `=` padding.
-const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
-    &alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
+pub const SECRET_PREFIX: &str = webhook_secret::PREFIX;
 
 /// `webhook-signature: v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>`.
 ///
-/// **Secret decoding** (the same rule as the official libraries): an optional `whsec_` prefix is
-/// removed and the rest is base64-decoded (standard alphabet, padding optional); the decoded
-/// bytes are the HMAC key. A secret that is not base64 is a configuration error, not silently
+/// **Secret decoding** ([`herald_core::webhook_secret`], the rule of the official libraries and
+/// of the config loader): an optional `whsec_` prefix is removed and the rest is base64-decoded
+/// (standard alphabet, padding optional); the decoded bytes are the HMAC key. A secret that is not base64 is a configuration error, not silently
 /// used as raw bytes: a receiver using an official library could never verify such signatures.
 #[derive(Clone)]
 pub struct StandardWebhooks {
@@ -47,21 +40,17 @@ impl StandardWebhooks {
             .enumerate()
             .map(|(i, secret)| {
                 let index = i + 1;
-                let encoded = secret.expose();
-                let encoded = encoded.strip_prefix(SECRET_PREFIX).unwrap_or(encoded);
-                let key = LENIENT_BASE64.decode(encoded).map_err(|e| {
-                    DeliveryError::InvalidSigningSecret {
-                        subscriber: subscriber.to_string(),
-                        index,
-                        reason: describe_base64_error(&e),
+                let subscriber = subscriber.to_string();
+                let key = webhook_secret::decode(secret.expose()).map_err(|e| match e {
+                    WebhookSecretError::Empty => {
+                        DeliveryError::EmptySigningSecret { subscriber, index }
                     }
-                })?;
-                if key.is_empty() {
-                    return Err(DeliveryError::EmptySigningSecret {
-                        subscriber: subscriber.to_string(),
+                    e => DeliveryError::InvalidSigningSecret {
+                        subscriber,
                         index,
-                    });
-                }
+                        reason: e.to_string(),
+                    },
+                })?;
                 // HMAC accepts keys of any length, so this cannot fail.
                 Hmac::<Sha256>::new_from_slice(&key)
                     .map_err(|_| DeliveryError::Signing("HMAC key rejected"))
@@ -105,18 +94,6 @@ impl fmt::Debug for StandardWebhooks {
         f.debug_struct("StandardWebhooks")
             .field("secrets", &self.keys.len())
             .finish()
-    }
-}
-
-/// The base64 complaint without the offending character (which is part of the secret).
-fn describe_base64_error(e: &DecodeError) -> String {
-    match e {
-        DecodeError::InvalidByte(at, _) => format!("invalid character at position {}", at + 1),
-        DecodeError::InvalidLength(_) => "invalid length".to_owned(),
-        DecodeError::InvalidLastSymbol(at, _) => {
-            format!("invalid last character at position {}", at + 1)
-        }
-        DecodeError::InvalidPadding => "invalid padding".to_owned(),
     }
 }
 
