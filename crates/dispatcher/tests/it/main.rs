@@ -7,6 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod faulty_store;
 mod harness;
 mod receiver;
 
@@ -19,4 +20,5 @@ mod rate_limit;
 mod reload;
 mod retries;
 mod shutdown;
+mod store_faults;
 mod throttle;
