@@ -7,8 +7,9 @@
 //!   and 1000 ms, and if it still fails the delivery is released, due now;
 //! - a panic anywhere in the attempt (an auth provider, the store, …) is caught at the task's
 //!   edge ([`run`]): it is counted in `herald_attempt_panics_total{subscriber}`, logged at
-//!   error level with the subscriber and delivery id, and the delivery is released; the
-//!   dispatcher keeps running.
+//!   error level with the subscriber and delivery id, and the delivery is released, due
+//!   [`PANIC_RELEASE_DELAY`] later (so a delivery that panics every time costs one panic a
+//!   second, not a hot loop); the dispatcher keeps running.
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
@@ -38,6 +39,9 @@ const STORE_RETRY_BACKOFF: [Duration; 3] = [
 /// the delivery until a restart.
 const RELEASE_RETRY_EVERY: Duration = Duration::from_secs(5);
 
+/// A delivery whose attempt panicked is due again this much later.
+const PANIC_RELEASE_DELAY: Duration = Duration::from_secs(1);
+
 /// Runs one attempt as its own task. A panic inside it is caught here, so that its delivery is
 /// released instead of staying in flight until a restart.
 pub(crate) async fn run(
@@ -57,7 +61,8 @@ pub(crate) async fn run(
             panic = panic_message(&*panic),
             "attempt task panicked; releasing its delivery"
         );
-        release_with_retries(&shared, &delivery).await;
+        let due = UnixMillis::now().plus(PANIC_RELEASE_DELAY);
+        release_with_retries(&shared, &delivery, due).await;
     }
     drop(slot);
 }
@@ -147,15 +152,16 @@ async fn record_or_release(
     };
     tracing::error!(delivery_id = %delivery.id, error = %error,
         "recording the attempt failed; releasing the delivery to attempt it again");
-    release_with_retries(shared, delivery).await;
+    release_with_retries(shared, delivery, UnixMillis::now()).await;
 }
 
-/// Gives a claimed delivery back, due now, trying again until it works: after each pause of
-/// [`STORE_RETRY_BACKOFF`], then every [`RELEASE_RETRY_EVERY`] until shutdown's grace is over.
-async fn release_with_retries(shared: &Shared, delivery: &ClaimedDelivery) {
+/// Gives a claimed delivery back, due at `due`, trying again until it works: after each pause
+/// of [`STORE_RETRY_BACKOFF`], then every [`RELEASE_RETRY_EVERY`] until shutdown's grace is
+/// over.
+async fn release_with_retries(shared: &Shared, delivery: &ClaimedDelivery, due: UnixMillis) {
     let mut pauses = STORE_RETRY_BACKOFF.iter();
     loop {
-        let error = match shared.store.release(delivery.id, UnixMillis::now()) {
+        let error = match shared.store.release(delivery.id, due) {
             Ok(()) => return,
             Err(e) => e,
         };

@@ -18,6 +18,7 @@ mod isolation;
 mod pause;
 mod rate_limit;
 mod reload;
+mod remote_answers;
 mod retries;
 mod shutdown;
 mod store_faults;
