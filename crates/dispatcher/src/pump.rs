@@ -73,7 +73,12 @@ pub(crate) async fn run(sub: Arc<Subscriber>, shared: Arc<Shared>) {
             (limit - in_flight).min(CLAIM_BATCH)
         };
         let now = UnixMillis::now();
-        let lease_until = now.plus(settings.endpoint.max_attempt_duration() + LEASE_MARGIN);
+        let lease_until = now.plus(
+            settings
+                .endpoint
+                .max_attempt_duration()
+                .saturating_add(LEASE_MARGIN),
+        );
         let claimed = match shared.store.claim(&sub.id, now, lease_until, room as usize) {
             Ok(c) => c,
             Err(e) => {

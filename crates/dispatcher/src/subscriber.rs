@@ -62,6 +62,8 @@ pub(crate) struct SubscriberMetrics {
     pub(crate) retried: Counter,
     pub(crate) dead: Counter,
     pub(crate) gone: Counter,
+    /// Attempt tasks that panicked (their deliveries were released).
+    pub(crate) panics: Counter,
     pub(crate) attempt_seconds: Histogram,
 }
 
@@ -73,6 +75,7 @@ impl SubscriberMetrics {
             retried: outcome("retry"),
             dead: outcome("dead"),
             gone: outcome("gone"),
+            panics: metrics::counter!("herald_attempt_panics_total", "subscriber" => id.to_string()),
             attempt_seconds: metrics::histogram!(
                 "herald_attempt_duration_seconds",
                 "subscriber" => id.to_string()
