@@ -124,7 +124,7 @@ pub fn load_subscribers(
     security: &SecurityPolicy,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<SubscriberConfig>, ConfigErrors> {
-    subscriber::load_dir(dir, security, env)
+    subscriber::load_dir(dir, security, env).map(|(subscribers, _warnings)| subscribers)
 }
 
 /// The process environment; a variable that is not valid Unicode counts as unset.
