@@ -385,7 +385,10 @@ async fn pause_resume_and_cli_commands() {
         .await;
 
     // The same through the CLI.
-    let out = stdout_json(&h.cli(&["-o", "json", "pause", "p", "--reason", "cli says so"]).await);
+    let out = stdout_json(
+        &h.cli(&["-o", "json", "pause", "p", "--reason", "cli says so"])
+            .await,
+    );
     assert_eq!(out["paused"], true, "{out}");
     assert_eq!(out["paused_reason"], "cli says so");
     let out = stdout_json(&h.cli(&["-o", "json", "subscribers"]).await);
@@ -398,7 +401,9 @@ async fn pause_resume_and_cli_commands() {
         .clone();
     assert_eq!(p["paused"], true);
     let sent = stdout_json(
-        &h.cli(&["-o", "json", 
+        &h.cli(&[
+            "-o",
+            "json",
             "send",
             "-e",
             "X",
@@ -413,7 +418,9 @@ async fn pause_resume_and_cli_commands() {
     let got = stdout_json(&h.cli(&["-o", "json", "deliveries", "get", &id]).await);
     assert_eq!(got["status"], "pending", "{got}");
     let list = stdout_json(
-        &h.cli(&["-o", "json", 
+        &h.cli(&[
+            "-o",
+            "json",
             "deliveries",
             "list",
             "--subscriber",
@@ -438,8 +445,18 @@ async fn pause_resume_and_cli_commands() {
     // CLI retry and redrive of dead deliveries.
     rx.set(Mode::Status(503));
     let sent = stdout_json(
-        &h.cli(&["-o", "json", "send", "-e", "X", "-d", "[1]", "--subscriber", "d"])
-            .await,
+        &h.cli(&[
+            "-o",
+            "json",
+            "send",
+            "-e",
+            "X",
+            "-d",
+            "[1]",
+            "--subscriber",
+            "d",
+        ])
+        .await,
     );
     let dead = sent["deliveries"][0]["id"].as_str().unwrap().to_owned();
     h.wait_delivery(&dead, "dead", Duration::from_secs(10))
