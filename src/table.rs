@@ -101,7 +101,8 @@ impl Table {
             }
         }
         if let (Some(limit), Some(free)) = (width, self.free_text) {
-            let total: usize = widths.iter().sum::<usize>() + GAP.len() * (widths.len() - 1);
+            let total: usize =
+                widths.iter().sum::<usize>() + GAP.len() * widths.len().saturating_sub(1);
             if total > limit {
                 let others = total - widths[free];
                 let floor = MIN_FREE_TEXT.max(self.headers[free].width());
