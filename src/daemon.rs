@@ -31,6 +31,9 @@ fn purge_interval(retention: Duration) -> Duration {
 pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
     let config = herald_config::load(&args.config.config)
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    for warning in &config.warnings {
+        tracing::warn!("configuration: {warning}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("herald")
@@ -159,7 +162,13 @@ async fn purge_loop(store: Arc<dyn DeliveryStore>, retention: Duration) {
 /// `herald check`: the summary on stdout and exit 0, or every error on stderr and exit 1.
 pub(crate) fn check(args: &ConfigArgs) -> ExitCode {
     match herald_config::load(&args.config) {
-        Ok(config) => crate::print_out(summary(&config, &args.config).trim_end()),
+        Ok(config) => {
+            // Warnings go to stderr, like errors, and do not change the exit code.
+            for warning in &config.warnings {
+                eprintln!("warning: {warning}");
+            }
+            crate::print_out(summary(&config, &args.config).trim_end())
+        }
         Err(errors) => {
             eprintln!("{}: configuration is invalid:", args.config.display());
             eprintln!("{errors}");

@@ -385,10 +385,13 @@ async fn pause_resume_and_cli_commands() {
         .await;
 
     // The same through the CLI.
-    let out = stdout_json(&h.cli(&["pause", "p", "--reason", "cli says so"]).await);
+    let out = stdout_json(
+        &h.cli(&["-o", "json", "pause", "p", "--reason", "cli says so"])
+            .await,
+    );
     assert_eq!(out["paused"], true, "{out}");
     assert_eq!(out["paused_reason"], "cli says so");
-    let out = stdout_json(&h.cli(&["subscribers"]).await);
+    let out = stdout_json(&h.cli(&["-o", "json", "subscribers"]).await);
     let p = out
         .as_array()
         .unwrap()
@@ -399,6 +402,8 @@ async fn pause_resume_and_cli_commands() {
     assert_eq!(p["paused"], true);
     let sent = stdout_json(
         &h.cli(&[
+            "-o",
+            "json",
             "send",
             "-e",
             "X",
@@ -410,10 +415,12 @@ async fn pause_resume_and_cli_commands() {
         .await,
     );
     let id = sent["deliveries"][0]["id"].as_str().unwrap().to_owned();
-    let got = stdout_json(&h.cli(&["deliveries", "get", &id]).await);
+    let got = stdout_json(&h.cli(&["-o", "json", "deliveries", "get", &id]).await);
     assert_eq!(got["status"], "pending", "{got}");
     let list = stdout_json(
         &h.cli(&[
+            "-o",
+            "json",
             "deliveries",
             "list",
             "--subscriber",
@@ -424,7 +431,7 @@ async fn pause_resume_and_cli_commands() {
         .await,
     );
     assert_eq!(list["deliveries"][0]["id"], id.as_str(), "{list}");
-    let out = stdout_json(&h.cli(&["resume", "p"]).await);
+    let out = stdout_json(&h.cli(&["-o", "json", "resume", "p"]).await);
     assert_eq!(out["paused"], false);
     h.wait_delivery(&id, "delivered", Duration::from_secs(10))
         .await;
@@ -438,18 +445,28 @@ async fn pause_resume_and_cli_commands() {
     // CLI retry and redrive of dead deliveries.
     rx.set(Mode::Status(503));
     let sent = stdout_json(
-        &h.cli(&["send", "-e", "X", "-d", "[1]", "--subscriber", "d"])
-            .await,
+        &h.cli(&[
+            "-o",
+            "json",
+            "send",
+            "-e",
+            "X",
+            "-d",
+            "[1]",
+            "--subscriber",
+            "d",
+        ])
+        .await,
     );
     let dead = sent["deliveries"][0]["id"].as_str().unwrap().to_owned();
     h.wait_delivery(&dead, "dead", Duration::from_secs(10))
         .await;
     rx.set(Mode::Status(200));
-    let out = stdout_json(&h.cli(&["deliveries", "retry", &dead]).await);
+    let out = stdout_json(&h.cli(&["-o", "json", "deliveries", "retry", &dead]).await);
     assert_eq!(out["id"], dead.as_str());
     h.wait_delivery(&dead, "delivered", Duration::from_secs(10))
         .await;
-    let out = stdout_json(&h.cli(&["redrive", "d"]).await);
+    let out = stdout_json(&h.cli(&["-o", "json", "redrive", "d"]).await);
     assert_eq!(out["redriven"], 0, "{out}");
 
     // Client errors: non-zero exit with the API's message; a wrong token is refused.

@@ -8,6 +8,7 @@ mod harness;
 
 mod admin;
 mod check;
+mod cli;
 mod crash;
 mod disk_full;
 mod errors;
@@ -17,4 +18,5 @@ mod ingest;
 mod reload;
 mod semantics;
 mod shutdown;
+mod signing;
 mod storage;

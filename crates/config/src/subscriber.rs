@@ -22,13 +22,15 @@ use crate::values::{duration, float, integer, quote, Zero};
 use herald_core::{DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT};
 
 /// Reads every `*.toml` in `dir` (see [`crate::load_subscribers`]).
+/// On success, the subscribers sorted by id and the warnings of their files.
 pub(crate) fn load_dir(
     dir: &Path,
     security: &SecurityPolicy,
     env: Env<'_>,
-) -> Result<Vec<SubscriberConfig>, ConfigErrors> {
+) -> Result<(Vec<SubscriberConfig>, Vec<ConfigError>), ConfigErrors> {
     let files = list_dir(dir).map_err(|e| ConfigErrors::from_vec(vec![e]))?;
     let mut errors = Vec::new();
+    let mut warnings = Vec::new();
     let mut loaded: BTreeMap<SubscriberId, (PathBuf, SubscriberConfig)> = BTreeMap::new();
     for file in files {
         let text = match fs::read_to_string(&file) {
@@ -39,7 +41,8 @@ pub(crate) fn load_dir(
             }
         };
         match parse_subscriber(&file, &text, security, env) {
-            Ok(subscriber) => {
+            Ok((subscriber, mut noted)) => {
+                warnings.append(&mut noted);
                 if let Some((first, _)) = loaded.get(&subscriber.id) {
                     errors.push(ConfigError::new(
                         &file,
@@ -58,7 +61,7 @@ pub(crate) fn load_dir(
         }
     }
     if errors.is_empty() {
-        Ok(loaded.into_values().map(|(_, s)| s).collect())
+        Ok((loaded.into_values().map(|(_, s)| s).collect(), warnings))
     } else {
         Err(ConfigErrors::from_vec(errors))
     }
@@ -88,20 +91,20 @@ fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
 }
 
 /// Parses and validates one subscriber file's text; `file` names it in errors and gives the
-/// default id (its stem).
+/// default id (its stem). On success, also the file's warnings.
 pub(crate) fn parse_subscriber(
     file: &Path,
     text: &str,
     security: &SecurityPolicy,
     env: Env<'_>,
-) -> Result<SubscriberConfig, Vec<ConfigError>> {
+) -> Result<(SubscriberConfig, Vec<ConfigError>), Vec<ConfigError>> {
     let mut report = Report::new(file);
     let raw = parse::<RawSubscriber>(text, env, &mut report);
     let Some(raw) = raw.filter(|_| report.is_clean()) else {
         return Err(report.into_errors());
     };
     match validate(raw, security, &mut report) {
-        Some(subscriber) if report.is_clean() => Ok(subscriber),
+        Some(subscriber) if report.is_clean() => Ok((subscriber, report.take_warnings())),
         _ => Err(report.into_errors()),
     }
 }

@@ -36,8 +36,8 @@ pub use store::{
 };
 pub use subscriber::{
     AuthConfig, EventFilter, RateLimitConfig, RetryPolicy, SecurityPolicy, SigningConfig,
-    SigningScheme, SubscriberConfig, ThrottleConfig, DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT,
-    MAX_IN_FLIGHT_LIMIT,
+    SigningScheme, SigningSecret, SubscriberConfig, ThrottleConfig, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_TIMEOUT, MAX_IN_FLIGHT_LIMIT,
 };
 pub use time::UnixMillis;
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::{Secret, SubscriberId};
+use crate::{Secret, SubscriberId, UnixMillis};
 
 /// The most requests a subscriber may have in flight at once (`max_in_flight` upper bound).
 pub const MAX_IN_FLIGHT_LIMIT: u32 = 500;
@@ -160,9 +160,42 @@ pub enum AuthConfig {
 pub struct SigningConfig {
     /// The scheme.
     pub scheme: SigningScheme,
-    /// One or more secrets; during rotation every secret signs and the signatures are
-    /// space-separated.
-    pub secrets: Vec<Secret>,
+    /// One or more secrets; during rotation every secret that has not expired signs and the
+    /// signatures are space-separated, in this order.
+    pub secrets: Vec<SigningSecret>,
+}
+
+/// One `[signing] secret` and the instant after which it stops signing, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningSecret {
+    /// The secret.
+    pub secret: Secret,
+    /// `not_after`: the secret signs messages whose `webhook-timestamp` is at or before this
+    /// instant (compared in whole seconds), and none after it. `None`: it never expires.
+    pub not_after: Option<UnixMillis>,
+}
+
+impl SigningSecret {
+    /// A secret that never expires.
+    pub fn new(secret: impl Into<Box<str>>) -> Self {
+        Self {
+            secret: Secret::new(secret),
+            not_after: None,
+        }
+    }
+
+    /// A secret that stops signing after `not_after`.
+    pub fn until(secret: impl Into<Box<str>>, not_after: UnixMillis) -> Self {
+        Self {
+            secret: Secret::new(secret),
+            not_after: Some(not_after),
+        }
+    }
+
+    /// Whether the secret has expired at `now` (strictly after its `not_after`).
+    pub fn is_expired_at(&self, now: UnixMillis) -> bool {
+        self.not_after.is_some_and(|limit| now > limit)
+    }
 }
 
 /// A signing scheme.
@@ -241,5 +274,17 @@ mod tests {
         };
         let printed = format!("{auth:?}");
         assert!(!printed.contains("s3cr3t-value"), "{printed}");
+    }
+
+    #[test]
+    fn signing_secret_expiry_is_inclusive_and_redacted() {
+        let forever = SigningSecret::new("whsec_forever");
+        assert!(!forever.is_expired_at(UnixMillis(u64::MAX)));
+        let old = SigningSecret::until("whsec_old", UnixMillis(1_000));
+        assert!(!old.is_expired_at(UnixMillis(999)));
+        assert!(!old.is_expired_at(UnixMillis(1_000)));
+        assert!(old.is_expired_at(UnixMillis(1_001)));
+        let printed = format!("{old:?}");
+        assert!(!printed.contains("whsec_old"), "{printed}");
     }
 }
