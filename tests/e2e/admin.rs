@@ -15,6 +15,12 @@ const MARK_APIKEY: &str = "SECRETMARK-apikey-5d0";
 const MARK_OAUTH: &str = "SECRETMARK-oauthsecret-e44";
 const MARK_SIGNING: &[u8] = b"SECRETMARK-signing-key-0b8";
 const MARK_RELOAD: &str = "SECRETMARK-reloadpass-c3f";
+/// In a subscriber URL's query string (`?token=...`, a common way to authenticate webhooks).
+const MARK_URL_QUERY: &str = "SECRETMARK-urlquery-7e1";
+/// In an OAuth2 token URL's query string.
+const MARK_TOKEN_URL_QUERY: &str = "SECRETMARK-tokenurlquery-4a2";
+/// In a URL's user info (refused by the loader, which must not echo it).
+const MARK_URL_USERINFO: &str = "SECRETMARK-urluserinfo-b19";
 
 fn signing_b64() -> String {
     base64::engine::general_purpose::STANDARD.encode(MARK_SIGNING)
@@ -30,6 +36,9 @@ fn markers() -> Vec<String> {
         MARK_OAUTH.to_owned(),
         signing_b64(),
         MARK_RELOAD.to_owned(),
+        MARK_URL_QUERY.to_owned(),
+        MARK_TOKEN_URL_QUERY.to_owned(),
+        MARK_URL_USERINFO.to_owned(),
         "SECRETMARK".to_owned(),
     ]
 }
@@ -65,9 +74,10 @@ async fn subscriber_fields_and_no_secrets_anywhere() {
                 .extra(&format!(
                     "[auth]\ntype = \"oauth2\"\ntoken_url = {:?}\nclient_id = \"herald\"\n\
                  client_secret = \"{MARK_OAUTH}\"\nscopes = [\"a\"]\n",
-                    rx.url("/token")
+                    rx.url(&format!("/token?tenant={MARK_TOKEN_URL_QUERY}"))
                 )),
         )
+        .sub(Sub::new("query", &rx.url(&format!("/query?token={MARK_URL_QUERY}"))).attempts(2))
         .sub(
             Sub::new("signed", &rx.url("/signed"))
                 .attempts(2)
@@ -84,7 +94,7 @@ async fn subscriber_fields_and_no_secrets_anywhere() {
         .ingest(&json!({"event_type": "X", "payload": {"n": 1}}))
         .await;
     let ids = crate::harness::receipt_ids(&receipt);
-    assert_eq!(ids.len(), 4, "{receipt}");
+    assert_eq!(ids.len(), 5, "{receipt}");
     for (_, id) in &ids {
         h.wait_delivery(id, "dead", Duration::from_secs(15)).await;
     }
@@ -98,11 +108,20 @@ async fn subscriber_fields_and_no_secrets_anywhere() {
         Some(MARK_APIKEY)
     );
     assert!(!rx.requests_to("/token").is_empty(), "no token request");
+    // Requests go to the full URLs, query strings included.
+    assert_eq!(
+        rx.requests_to("/token")[0].query.as_deref(),
+        Some(format!("tenant={MARK_TOKEN_URL_QUERY}").as_str())
+    );
+    assert_eq!(
+        rx.requests_to("/query")[0].query.as_deref(),
+        Some(format!("token={MARK_URL_QUERY}").as_str())
+    );
 
     let (status, subs) = h.get("/v1/subscribers").await;
     assert_eq!(status, 200);
     let subs = subs.as_array().expect("array").clone();
-    assert_eq!(subs.len(), 4);
+    assert_eq!(subs.len(), 5);
     for s in &subs {
         for field in [
             "id",
@@ -123,6 +142,9 @@ async fn subscriber_fields_and_no_secrets_anywhere() {
         assert_eq!(s["dead"], 1, "{s}");
         assert_eq!(s["events"], json!(["*"]));
     }
+    // A URL is shown as scheme://host:port/path.
+    let query = subs.iter().find(|s| s["id"] == "query").expect("query sub");
+    assert_eq!(query["url"], json!(rx.url("/query")));
 
     // Every answer the API gives, then the CLI, `herald check`, and the log.
     let mut answers = vec![serde_json::to_string(&subs).unwrap()];
@@ -131,6 +153,7 @@ async fn subscriber_fields_and_no_secrets_anywhere() {
         "/v1/subscribers/apikey",
         "/v1/subscribers/oauth",
         "/v1/subscribers/signed",
+        "/v1/subscribers/query",
         "/v1/deliveries",
         "/v1/deliveries?status=dead",
         "/metrics",
@@ -156,6 +179,7 @@ async fn subscriber_fields_and_no_secrets_anywhere() {
             "url = {:?}\ncolour = \"red\"\nmax_in_flight = 9999\n[auth]\ntype = \"basic\"\n\
              credentials = \"user:{MARK_RELOAD}\"\nkey = \"{MARK_RELOAD}\"\n",
             rx.url("/x")
+                .replace("://", &format!("://user:{MARK_URL_USERINFO}@"))
         ),
     )
     .unwrap();
