@@ -497,3 +497,96 @@ async fn pause_resume_and_cli_commands() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
     h.assert_no_panic();
 }
+
+/// The value of `herald_queue_depth{subscriber, state}` in a `/metrics` text, if present.
+fn queue_depth(metrics: &str, subscriber: &str, state: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("herald_queue_depth{"))
+        .find(|l| {
+            l.contains(&format!("subscriber=\"{subscriber}\""))
+                && l.contains(&format!("state=\"{state}\""))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// `herald_queue_depth` follows the store down to zero: after retention purges a subscriber's
+/// last delivery it reads 0 (it used to keep its last value), and a subscriber removed by a
+/// reload reads 0 instead of its last figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_depth_gauges_fall_to_zero_after_purge_and_removal() {
+    let rx = Receiver::start().await;
+    let h = Herald::start(
+        Config::default()
+            .retention("1s")
+            .sub(Sub::new("kept", &rx.url("/kept")))
+            .sub(
+                Sub::new("gone", &rx.url("/gone"))
+                    .attempts(100)
+                    .intervals("10s", "10s"),
+            ),
+    )
+    .await;
+    let receipt = h
+        .ingest(&json!({"event_type": "X", "payload": {"n": 1}}))
+        .await;
+    for (_, id) in crate::harness::receipt_ids(&receipt) {
+        h.wait_delivery(&id, "delivered", Duration::from_secs(10))
+            .await;
+    }
+    let metrics = h.get_text("/metrics").await.1;
+    assert_eq!(
+        queue_depth(&metrics, "kept", "delivered"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        queue_depth(&metrics, "gone", "delivered"),
+        Some(1.0),
+        "{metrics}"
+    );
+
+    // Retention (1 s) purges both deliveries; the gauges must follow.
+    wait_for(
+        Duration::from_secs(15),
+        "the purge to reach the gauges",
+        || async {
+            let metrics = h.get_text("/metrics").await.1;
+            (queue_depth(&metrics, "kept", "delivered") == Some(0.0)).then_some(())
+        },
+    )
+    .await;
+    let metrics = h.get_text("/metrics").await.1;
+    for state in ["pending", "in_flight", "delivered", "dead"] {
+        assert_eq!(queue_depth(&metrics, "kept", state), Some(0.0), "{metrics}");
+        assert_eq!(queue_depth(&metrics, "gone", state), Some(0.0), "{metrics}");
+    }
+
+    // A subscriber removed by reload, with a delivery still stored, reads 0 (or disappears).
+    rx.set(Mode::Status(500));
+    let receipt = h
+        .ingest(&json!({"event_type": "X", "payload": {"n": 2}}))
+        .await;
+    assert_eq!(crate::harness::receipt_ids(&receipt).len(), 2, "{receipt}");
+    wait_for(
+        Duration::from_secs(10),
+        "gone to count a pending delivery",
+        || async {
+            let metrics = h.get_text("/metrics").await.1;
+            let n = queue_depth(&metrics, "gone", "pending").unwrap_or(0.0)
+                + queue_depth(&metrics, "gone", "in_flight").unwrap_or(0.0);
+            (n >= 1.0).then_some(())
+        },
+    )
+    .await;
+    std::fs::remove_file(h.subscribers_dir().join("gone.toml")).unwrap();
+    let (status, answer) = h.post_empty("/v1/reload").await;
+    assert_eq!(status, 200, "{answer}");
+    let metrics = h.get_text("/metrics").await.1;
+    for state in ["pending", "in_flight", "delivered", "dead"] {
+        let depth = queue_depth(&metrics, "gone", state);
+        assert!(depth.is_none() || depth == Some(0.0), "{state}: {metrics}");
+    }
+    h.assert_no_panic();
+}
