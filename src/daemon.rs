@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use herald_api::{ApiOptions, ApiState, ReloadFn};
 use herald_config::HeraldConfig;
-use herald_core::{AuthConfig, DeliveryStore, SigningScheme, UnixMillis};
+use herald_core::{AuthConfig, DeliveryStore, DisplayUrl, SigningScheme, UnixMillis};
 use herald_delivery::HttpClient;
 use herald_dispatcher::Dispatcher;
 use herald_queue::{SledOptions, SledStore};
@@ -195,7 +195,9 @@ fn summary(config: &HeraldConfig, path: &Path) -> String {
             AuthConfig::None => "none".to_owned(),
             AuthConfig::Basic { .. } => "basic".to_owned(),
             AuthConfig::ApiKey { header, .. } => format!("api_key ({header})"),
-            AuthConfig::OAuth2 { token_url, .. } => format!("oauth2 ({token_url})"),
+            AuthConfig::OAuth2 { token_url, .. } => {
+                format!("oauth2 ({})", DisplayUrl::new(token_url))
+            }
         };
         let signing = match s.signing.as_ref().map(|s| &s.scheme) {
             None => "none".to_owned(),
@@ -208,7 +210,7 @@ fn summary(config: &HeraldConfig, path: &Path) -> String {
             out,
             "  {}: {} events={} timeout={} max_in_flight={} attempts={} auth={} signing={}{}",
             s.id,
-            s.url,
+            DisplayUrl::new(&s.url),
             s.events.to_vec().join(","),
             humanize(s.timeout),
             s.max_in_flight,

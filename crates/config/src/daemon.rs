@@ -13,7 +13,7 @@ use crate::env::{expand_table, Env};
 use crate::error::{ConfigError, ConfigErrors, Report};
 use crate::raw::{parse, RawDaemon, RawSecret, RawServer, RawShutdown, RawStorage};
 use crate::subscriber::load_dir;
-use crate::values::{duration, quote, Zero};
+use crate::values::{duration, quote, DurationBounds, Zero};
 
 /// `[server] listen` when none is given.
 pub const DEFAULT_LISTEN: SocketAddr =
@@ -268,7 +268,12 @@ fn storage(raw: RawStorage, base: &Path, report: &mut Report<'_>) -> Option<Stor
     );
     let retention = report.check(
         "storage.retention",
-        duration(raw.retention.as_ref(), DEFAULT_RETENTION, Zero::Refused),
+        duration(
+            raw.retention.as_ref(),
+            DEFAULT_RETENTION,
+            Zero::Refused,
+            DurationBounds::RETENTION,
+        ),
     );
     Some(StorageConfig {
         path: path?,
@@ -279,7 +284,12 @@ fn storage(raw: RawStorage, base: &Path, report: &mut Report<'_>) -> Option<Stor
 fn shutdown(raw: RawShutdown, report: &mut Report<'_>) -> Option<ShutdownConfig> {
     let grace = report.check(
         "shutdown.grace",
-        duration(raw.grace.as_ref(), DEFAULT_GRACE, Zero::Allowed),
+        duration(
+            raw.grace.as_ref(),
+            DEFAULT_GRACE,
+            Zero::Allowed,
+            DurationBounds::SHUTDOWN_GRACE,
+        ),
     )?;
     Some(ShutdownConfig { grace })
 }

@@ -105,6 +105,7 @@ pub use daemon::{
     DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_RETENTION, DEFAULT_STORAGE_PATH, DEFAULT_SUBSCRIBERS_DIR,
 };
 pub use error::{ConfigError, ConfigErrors};
+pub use values::DurationBounds;
 
 /// Loads the daemon file at `path` and every subscriber file, expanding `${VAR}` from the
 /// process environment.

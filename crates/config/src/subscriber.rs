@@ -17,7 +17,7 @@ use crate::headers::static_headers;
 use crate::raw::{parse, RawRateLimit, RawRetry, RawSubscriber, RawThrottle};
 use crate::signing::signing;
 use crate::url_check::{outbound_url, Target};
-use crate::values::{duration, float, integer, quote, Zero};
+use crate::values::{duration, float, integer, quote, DurationBounds, Zero};
 
 use herald_core::{DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT};
 
@@ -125,7 +125,12 @@ fn validate(
     let events = events(raw.events, report);
     let timeout = report.check(
         "timeout",
-        duration(raw.timeout.as_ref(), DEFAULT_TIMEOUT, Zero::Refused),
+        duration(
+            raw.timeout.as_ref(),
+            DEFAULT_TIMEOUT,
+            Zero::Refused,
+            DurationBounds::TIMEOUT,
+        ),
     );
     let max_in_flight = report.check(
         "max_in_flight",
@@ -230,6 +235,7 @@ fn retry(raw: RawRetry, report: &mut Report<'_>) -> Option<RetryPolicy> {
             raw.initial_interval.as_ref(),
             default.initial_interval,
             Zero::Refused,
+            DurationBounds::RETRY_INITIAL_INTERVAL,
         ),
     );
     let multiplier = report.check(
@@ -247,6 +253,7 @@ fn retry(raw: RawRetry, report: &mut Report<'_>) -> Option<RetryPolicy> {
             raw.max_interval.as_ref(),
             default.max_interval,
             Zero::Refused,
+            DurationBounds::RETRY_MAX_INTERVAL,
         ),
     );
     let randomization = report.check(
@@ -263,7 +270,12 @@ fn retry(raw: RawRetry, report: &mut Report<'_>) -> Option<RetryPolicy> {
         Some(age) => report
             .check(
                 "retry.max_age",
-                duration(Some(age), Duration::ZERO, Zero::Refused),
+                duration(
+                    Some(age),
+                    Duration::ZERO,
+                    Zero::Refused,
+                    DurationBounds::RETRY_MAX_AGE,
+                ),
             )
             .map(Some),
     };
@@ -302,7 +314,12 @@ fn throttle(raw: RawThrottle, report: &mut Report<'_>) -> Option<ThrottleConfig>
     );
     let window = report.check(
         "throttle.window",
-        duration(raw.window.as_ref(), default.window, Zero::Refused),
+        duration(
+            raw.window.as_ref(),
+            default.window,
+            Zero::Refused,
+            DurationBounds::THROTTLE_WINDOW,
+        ),
     );
     let min_requests = report.check(
         "throttle.min_requests",

@@ -27,7 +27,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_core::{DeliveryStore, QueueCounts, StoreError, SubscriberConfig, SubscriberId};
+use herald_core::{
+    DeliveryStore, DisplayUrl, QueueCounts, StoreError, SubscriberConfig, SubscriberId,
+};
 use herald_delivery::{DeliveryError, HttpClient};
 use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
@@ -63,8 +65,8 @@ pub enum DispatchError {
 pub struct SubscriberStats {
     /// Subscriber id.
     pub id: SubscriberId,
-    /// Endpoint URL.
-    pub url: String,
+    /// Endpoint URL as shown: no query string, no user info (deliveries use the full URL).
+    pub url: DisplayUrl,
     /// Configured event types (`["*"]` for all).
     pub events: Vec<String>,
     /// Configured cap.
@@ -291,7 +293,7 @@ impl Dispatcher {
         let settings = sub.settings();
         SubscriberStats {
             id: sub.id.clone(),
-            url: settings.config.url.to_string(),
+            url: DisplayUrl::new(&settings.config.url),
             events: settings.config.events.to_vec(),
             max_in_flight: settings.config.max_in_flight,
             effective_limit: sub.effective_limit(),
