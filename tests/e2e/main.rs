@@ -10,6 +10,7 @@ mod admin;
 mod check;
 mod crash;
 mod disk_full;
+mod durability;
 mod errors;
 mod flapping;
 mod fuzz;
