@@ -1,5 +1,5 @@
 //! Issue 11, item 0: a `202` means the event is fsync'd (SPEC §3), checked at the system-call
-//! level. The daemon runs under `strace -f -y`; the test sends one event with a unique marker
+//! level; so does the `200` of a pause (a restart keeps it). The daemon runs under `strace -f -y`; the test sends one event with a unique marker
 //! and fails unless an `fsync`/`fdatasync` of a file in the store directory *completes* after
 //! the `pwrite64` that carried the event and before the `202` was written to the socket.
 //!
@@ -89,11 +89,11 @@ fn strace_usable() -> Result<(), String> {
 #[derive(Debug, PartialEq)]
 enum Call {
     /// A `pwrite64` to a file in the store whose data contains the marker.
-    EventWrite,
+    MarkedWrite,
     /// An `fsync`/`fdatasync` of a file in the store that returned 0.
     SyncDone,
-    /// The `202` status line written to a socket.
-    Accepted,
+    /// The status line of a response with this status, written to a socket.
+    Answer(u16),
 }
 
 /// Reads the trace: the calls that matter, in order. `store` is the store directory's path as
@@ -121,9 +121,10 @@ fn parse_trace(trace: &str, store: &str, marker: &str) -> Vec<(Call, String)> {
                 calls.push((Call::SyncDone, line.to_owned()));
             }
         } else if line.contains(" pwrite64(") && in_store(line) && line.contains(marker) {
-            calls.push((Call::EventWrite, line.to_owned()));
-        } else if line.contains("HTTP/1.1 202") {
-            calls.push((Call::Accepted, line.to_owned()));
+            calls.push((Call::MarkedWrite, line.to_owned()));
+        } else if let Some(at) = line.find("HTTP/1.1 ") {
+            let status = line[at + 9..].get(..3).and_then(|s| s.parse().ok());
+            calls.push((Call::Answer(status.unwrap_or(0)), line.to_owned()));
         }
     }
     calls
@@ -193,30 +194,49 @@ async fn a_202_is_answered_only_after_an_fsync_of_the_store() {
         .await
         .unwrap();
     assert_eq!(res.status(), 202);
+    // Pausing claims durability too ("a restart keeps the pause").
+    let reason = format!("pause-marker-{}", std::process::id());
+    let res = http
+        .post(format!("{base}/v1/subscribers/s/pause"))
+        .json(&json!({ "reason": reason }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
     traced.stop();
 
     let trace = std::fs::read_to_string(&trace_path).unwrap();
     let store = canonical(&store);
-    let calls = parse_trace(&trace, &store, &marker);
-    let accepted = calls
+    synced_before_answer(&trace, &store, &marker, 202, "the event");
+    synced_before_answer(&trace, &store, &reason, 200, "the pause");
+}
+
+/// Fails unless, after the last write of `marker` into the store that precedes the first
+/// `status` answer following a write of it, an fsync of the store completed before that answer.
+fn synced_before_answer(trace: &str, store: &str, marker: &str, status: u16, what: &str) {
+    let calls = parse_trace(trace, store, marker);
+    let first_write = calls
         .iter()
-        .position(|(c, _)| *c == Call::Accepted)
-        .unwrap_or_else(|| panic!("no 202 in the trace of {} lines", trace.lines().count()));
-    let written = calls[..accepted]
+        .position(|(c, _)| *c == Call::MarkedWrite)
+        .unwrap_or_else(|| panic!("no pwrite64 of {what} into {store} in the trace"));
+    let answer = first_write
+        + calls[first_write..]
+            .iter()
+            .position(|(c, _)| *c == Call::Answer(status))
+            .unwrap_or_else(|| panic!("no {status} answer after {what} was written to the store: answered before it reached the file"));
+    let written = calls[..answer]
         .iter()
-        .rposition(|(c, _)| *c == Call::EventWrite)
-        .unwrap_or_else(|| {
-            panic!("no pwrite64 of the event into {store} before the 202: {calls:#?}")
-        });
-    let synced = calls[written..accepted]
+        .rposition(|(c, _)| *c == Call::MarkedWrite)
+        .unwrap_or(first_write);
+    let synced = calls[written..answer]
         .iter()
-        .find(|(c, _)| *c == Call::SyncDone);
+        .any(|(c, _)| *c == Call::SyncDone);
     assert!(
-        synced.is_some(),
-        "the 202 was written before any fsync/fdatasync of the store completed after the \
-         event's write:\n  write: {}\n  202:   {}\n(sync calls in the whole trace: {})",
+        synced,
+        "the {status} for {what} was written before any fsync/fdatasync of the store completed \
+         after its write:\n  write: {}\n  {status}:   {}\n(sync calls in the whole trace: {})",
         short(&calls[written].1),
-        short(&calls[accepted].1),
+        short(&calls[answer].1),
         calls.iter().filter(|(c, _)| *c == Call::SyncDone).count()
     );
 }

@@ -50,9 +50,11 @@ pub struct SledOptions {
     /// than a queue needs; 32 MiB measured best here (a 1M-event backlog stays near 200 MiB of
     /// RSS, and throughput is no lower than with 64 MiB). Default 32 MiB.
     pub cache_capacity_bytes: u64,
-    /// sled's own background flush interval. It only bounds how much *unacknowledged* state
-    /// (attempt results, releases, redrives) a crash can lose; acknowledged enqueues are made durable by
-    /// [`DeliveryStore::sync`] regardless. `None` disables it. Default 500 ms.
+    /// sled's own background flush (and fsync) interval. A backstop only: acknowledged
+    /// enqueues are made durable by [`DeliveryStore::sync`], and attempt results, releases,
+    /// redrives and pauses ask for the next group commit themselves. What it still carries is
+    /// housekeeping (claim index records, purges), whose loss a crash tolerates, so a shorter
+    /// interval would add idle fsyncs and buy nothing. `None` disables it. Default 500 ms.
     pub flush_every_ms: Option<u64>,
 }
 
