@@ -11,6 +11,7 @@ mod check;
 mod cli;
 mod crash;
 mod disk_full;
+mod durability;
 mod errors;
 mod flapping;
 mod fuzz;

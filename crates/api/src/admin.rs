@@ -75,6 +75,8 @@ pub(crate) async fn pause(
     };
     let reason = reason.unwrap_or_else(|| "paused by an operator".to_owned());
     state.inner.dispatcher.pause(&id, &reason)?;
+    // Answer once the pause is on disk: a restart keeps it.
+    state.inner.store.sync().await?;
     get_subscriber(State(state), Path(id)).await
 }
 
@@ -84,6 +86,7 @@ pub(crate) async fn resume(
     Path(id): Path<String>,
 ) -> Result<Json<SubscriberView>, ApiError> {
     state.inner.dispatcher.resume(&id)?;
+    state.inner.store.sync().await?;
     get_subscriber(State(state), Path(id)).await
 }
 

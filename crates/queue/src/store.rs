@@ -17,7 +17,7 @@ use herald_core::{
 use parking_lot::{Mutex, MutexGuard};
 use tracing::{error, info, warn};
 
-use crate::commit::GroupCommit;
+use crate::commit::{Barrier, GroupCommit};
 use crate::error::{self, QueueError};
 use crate::index::{Ready, SubscriberState, Subscribers};
 use crate::keys;
@@ -50,9 +50,11 @@ pub struct SledOptions {
     /// than a queue needs; 32 MiB measured best here (a 1M-event backlog stays near 200 MiB of
     /// RSS, and throughput is no lower than with 64 MiB). Default 32 MiB.
     pub cache_capacity_bytes: u64,
-    /// sled's own background flush interval. It only bounds how much *unacknowledged* state
-    /// (attempt results, releases, redrives) a crash can lose; acknowledged enqueues are made durable by
-    /// [`DeliveryStore::sync`] regardless. `None` disables it. Default 500 ms.
+    /// sled's own background flush (and fsync) interval. A backstop only: acknowledged
+    /// enqueues are made durable by [`DeliveryStore::sync`], and attempt results, releases,
+    /// redrives and pauses ask for the next group commit themselves. What it still carries is
+    /// housekeeping (claim index records, purges), whose loss a crash tolerates, so a shorter
+    /// interval would add idle fsyncs and buy nothing. `None` disables it. Default 500 ms.
     pub flush_every_ms: Option<u64>,
 }
 
@@ -82,6 +84,8 @@ pub struct SledStore {
     path: PathBuf,
     db: sled::Db,
     tree: sled::Tree,
+    /// fsyncs what sled's `flush` only wrote; shared with the flusher thread.
+    barrier: Arc<Barrier>,
     commit: GroupCommit,
     subscribers: Subscribers,
     delivery_locks: Box<[Mutex<Stripe>]>,
@@ -200,15 +204,21 @@ impl SledStore {
             .map_err(|e| QueueError::from_open(path.clone(), e))?;
         check_format(&tree, &path)?;
 
-        let flush_tree = tree.clone();
-        let commit =
-            GroupCommit::start(move || flush_tree.flush().map(drop).map_err(error::backend))
-                .map_err(QueueError::Thread)?;
+        let barrier =
+            Arc::new(
+                Barrier::open(tree.clone(), &path).map_err(|e| QueueError::Open {
+                    path: path.clone(),
+                    source: sled::Error::Io(e),
+                })?,
+            );
+        let flusher = Arc::clone(&barrier);
+        let commit = GroupCommit::start(move || flusher.run()).map_err(QueueError::Thread)?;
 
         let mut store = Self {
             path,
             db,
             tree,
+            barrier,
             commit,
             subscribers: Subscribers::default(),
             delivery_locks: (0..DELIVERY_STRIPES)
@@ -275,10 +285,11 @@ impl SledStore {
         Ok(Some(Bytes::from_owner(value).slice(range)))
     }
 
-    /// Flushes everything to disk now, blocking the calling thread (for shutdown paths that
-    /// are not async). Prefer [`DeliveryStore::sync`] elsewhere.
+    /// Makes everything written so far durable now (sled flush, then fsync), blocking the
+    /// calling thread (for shutdown paths that are not async). Prefer [`DeliveryStore::sync`]
+    /// elsewhere: it shares one fsync among concurrent callers.
     pub fn flush_blocking(&self) -> Result<(), StoreError> {
-        self.tree.flush().map(drop).map_err(error::backend)
+        self.barrier.run()
     }
 
     fn recover(&self) -> Result<OpenReport, StoreError> {
@@ -551,6 +562,7 @@ impl SledStore {
         row.last_error = Some(format!("stored payload unreadable: {reason}"));
         self.write_finished(id, &mut row, Status::Dead, now.0, false)?;
         state.transition(Status::Pending, Status::Dead);
+        self.commit.request();
         Ok(())
     }
 
@@ -960,7 +972,7 @@ fn log_corrupt(n: u64, key: &[u8], reason: &str) {
 impl Drop for SledStore {
     fn drop(&mut self) {
         self.commit.shutdown();
-        if let Err(e) = self.tree.flush() {
+        if let Err(e) = self.barrier.run() {
             error!(error = %e, path = %self.path.display(), "final queue flush failed");
         }
     }
@@ -1124,6 +1136,9 @@ impl DeliveryStore for SledStore {
             }
         }
         stripe.leased.remove(&id);
+        drop(stripe);
+        // Ride the next group commit: nobody waits, and the outcome is on disk within a flush.
+        self.commit.request();
         Ok(())
     }
 
@@ -1136,9 +1151,11 @@ impl DeliveryStore for SledStore {
         row.updated_at = UnixMillis::now().0;
         self.write_delivery(id, &row)?;
         stripe.leased.remove(&id);
+        drop(stripe);
         let state = self.subscribers.get_or_create(&row.subscriber);
         state.transition(Status::InFlight, Status::Pending);
         state.make_ready(due.0, id, row.ready());
+        self.commit.request();
         Ok(())
     }
 
@@ -1153,7 +1170,9 @@ impl DeliveryStore for SledStore {
                 actual: row.status.public(),
             });
         }
-        self.revive(id, row, now)
+        let record = self.revive(id, row, now)?;
+        self.commit.request();
+        Ok(record)
     }
 
     fn redrive(&self, subscriber: &SubscriberId, now: UnixMillis) -> Result<u64, StoreError> {
@@ -1175,6 +1194,7 @@ impl DeliveryStore for SledStore {
                 Err(e) => return Err(e),
             }
         }
+        self.commit.request();
         Ok(moved)
     }
 
@@ -1267,9 +1287,11 @@ impl DeliveryStore for SledStore {
     ) -> Result<(), StoreError> {
         let key = keys::pause(subscriber);
         match reason {
-            Some(reason) => self.insert(&key, records::encode_pause(reason)),
-            None => self.remove(&key),
+            Some(reason) => self.insert(&key, records::encode_pause(reason))?,
+            None => self.remove(&key)?,
         }
+        self.commit.request();
+        Ok(())
     }
 
     fn paused(&self) -> Result<Vec<(SubscriberId, String)>, StoreError> {
