@@ -319,9 +319,13 @@ async fn tables_and_summaries_for_people_json_for_scripts() {
         line(&client(&h, &["pause", "acme", "--reason", "deploy"], None).await),
         "subscriber acme paused (deploy); 0 deliveries waiting"
     );
-    assert_eq!(
-        line(&client(&h, &["resume", "beta"], None).await),
-        "subscriber beta resumed; 1 delivery queued"
+    // Resuming lets the pump send beta's waiting delivery at once; whether the answer's count
+    // is read before or after that attempt finished is a race, so both counts are right.
+    let resumed = line(&client(&h, &["resume", "beta"], None).await);
+    assert!(
+        resumed == "subscriber beta resumed; 1 delivery queued"
+            || resumed == "subscriber beta resumed; 0 deliveries queued",
+        "{resumed}"
     );
     assert_eq!(
         line(&client(&h, &["deliveries", "retry", &dead], None).await),
