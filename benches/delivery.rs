@@ -20,8 +20,8 @@ use axum::http::StatusCode;
 use axum::Router;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use herald_core::{
-    AuthConfig, DeliveryId, Secret, SecurityPolicy, SigningConfig, SigningScheme, SubscriberConfig,
-    SubscriberId,
+    AuthConfig, DeliveryId, Secret, SecurityPolicy, SigningConfig, SigningScheme, SigningSecret,
+    SubscriberConfig, SubscriberId,
 };
 use herald_delivery::signing::{Sha256V1, SignInput, Signer, StandardWebhooks};
 use herald_delivery::{AttemptRequest, Endpoint, HttpClient, Verdict};
@@ -93,7 +93,7 @@ fn attempts(c: &mut Criterion) {
     };
     signed_cfg.signing = Some(SigningConfig {
         scheme: SigningScheme::StandardWebhooks,
-        secrets: vec![Secret::new(SECRET)],
+        secrets: vec![SigningSecret::new(SECRET)],
     });
     let signed = Arc::new(Endpoint::new(&signed_cfg, &client).expect("endpoint"));
 
@@ -120,8 +120,9 @@ fn attempts(c: &mut Criterion) {
 
 fn signing(c: &mut Criterion) {
     let sub = SubscriberId::new("bench").expect("id");
-    let standard = StandardWebhooks::new(&sub, &[Secret::new(SECRET)]).expect("signer");
-    let sha = Sha256V1::new(&sub, "webhook", &[Secret::new("shared-secret")]).expect("signer");
+    let standard = StandardWebhooks::new(&sub, &[SigningSecret::new(SECRET)]).expect("signer");
+    let sha =
+        Sha256V1::new(&sub, "webhook", &[SigningSecret::new("shared-secret")]).expect("signer");
     let signers: [(&str, &dyn Signer); 2] = [("standard-webhooks", &standard), ("sha256-v1", &sha)];
     let id = DeliveryId::generate().to_string();
 

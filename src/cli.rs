@@ -7,7 +7,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Herald: a durable webhook sender.
 ///
 /// `herald run` starts the daemon; `herald check` validates a configuration; the other commands
-/// talk to a running daemon's HTTP API.
+/// talk to a running daemon's HTTP API and print tables and summaries, or the API's JSON with
+/// `-o json`.
 #[derive(Debug, Parser)]
 #[command(name = "herald", version, about, long_about = None, propagate_version = true)]
 pub(crate) struct Cli {
@@ -31,6 +32,20 @@ pub(crate) struct ClientArgs {
     /// API bearer token (client commands), when the daemon sets `api_token`.
     #[arg(long, global = true, env = "HERALD_API_TOKEN", hide_env_values = true)]
     pub(crate) token: Option<String>,
+    /// Output of client commands: `text` (tables and summaries, fitted to the terminal) or
+    /// `json` (the API's answer, unchanged, for scripts).
+    #[arg(short, long, global = true, value_enum, default_value_t = Output::Text)]
+    pub(crate) output: Output,
+}
+
+/// What client commands print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub(crate) enum Output {
+    /// Tables, summaries and one-line messages for people.
+    #[default]
+    Text,
+    /// The API's JSON answer, byte for byte.
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, Default)]
@@ -76,7 +91,7 @@ pub(crate) enum Command {
     Deliveries(DeliveriesCommand),
     /// List subscribers with their live figures (in flight, effective limit, queued, dead).
     ///
-    /// Example: herald subscribers
+    /// Example: herald subscribers (or herald subscribers -o json)
     Subscribers,
     /// Move every dead delivery of a subscriber back to pending.
     ///
@@ -183,6 +198,21 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn output_is_text_unless_json_is_asked_for() {
+        let cli = Cli::try_parse_from(["herald", "subscribers"]).expect("parses");
+        assert_eq!(cli.client.output, Output::Text);
+        for args in [
+            ["herald", "-o", "json", "subscribers"],
+            ["herald", "subscribers", "--output", "json"],
+            ["herald", "subscribers", "-o", "json"],
+        ] {
+            let cli = Cli::try_parse_from(args).expect("parses");
+            assert_eq!(cli.client.output, Output::Json, "{args:?}");
+        }
+        assert!(Cli::try_parse_from(["herald", "subscribers", "-o", "yaml"]).is_err());
     }
 
     #[test]

@@ -1,12 +1,16 @@
-//! Client commands: thin wrappers over the HTTP API that print its JSON answers.
+//! Client commands: thin wrappers over the HTTP API. By default they print tables, summaries
+//! and one-line messages ([`crate::views`]); with `-o json` the API's answer exactly as it came.
 
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
+use time::OffsetDateTime;
 
-use crate::cli::{ClientArgs, Command, DeliveriesCommand, SendArgs};
+use crate::cli::{ClientArgs, Command, DeliveriesCommand, Output, SendArgs};
+use crate::table::output_width;
+use crate::views;
 
 pub(crate) fn run(args: &ClientArgs, command: Command) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -19,16 +23,79 @@ pub(crate) fn run(args: &ClientArgs, command: Command) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(execute(args, command)) {
-        Ok(body) => {
-            let text = serde_json::to_string_pretty(&body).unwrap_or_else(|_| body.to_string());
-            crate::print_out(&text)
-        }
+    match runtime.block_on(execute(args, &command)) {
+        Ok(answer) => match args.output {
+            Output::Json => crate::print_out(answer.text.trim_end()),
+            Output::Text => {
+                let (text, hint) = human(&command, &answer.value);
+                let code = crate::print_out(text.trim_end_matches('\n'));
+                if let Some(hint) = hint {
+                    eprintln!("{hint}");
+                }
+                code
+            }
+        },
         Err(e) => {
             eprintln!("herald: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// What `command` prints by default for the API's `answer`, and a hint for stderr (kept off
+/// stdout so that `| awk` sees only rows).
+fn human(command: &Command, answer: &Value) -> (String, Option<String>) {
+    let width = output_width();
+    let now = OffsetDateTime::now_utc();
+    match command {
+        Command::Subscribers => {
+            if answer.as_array().is_some_and(Vec::is_empty) {
+                return (
+                    String::new(),
+                    Some("no subscribers are configured".to_owned()),
+                );
+            }
+            (views::subscribers(answer, width), None)
+        }
+        Command::Deliveries(DeliveriesCommand::List {
+            subscriber,
+            status,
+            limit,
+            ..
+        }) => {
+            let next = answer["next_cursor"].as_str().map(|cursor| {
+                let mut again = String::from("herald deliveries list");
+                for (flag, value) in [
+                    ("--subscriber", subscriber.clone()),
+                    ("--status", status.clone()),
+                    ("--limit", limit.map(|l| l.to_string())),
+                ] {
+                    if let Some(value) = value {
+                        again.push_str(&format!(" {flag} {value}"));
+                    }
+                }
+                format!("more: {again} --cursor {cursor}")
+            });
+            if answer["deliveries"].as_array().is_some_and(Vec::is_empty) {
+                return (String::new(), Some("no deliveries match".to_owned()));
+            }
+            (views::deliveries(answer, now, width), next)
+        }
+        Command::Deliveries(DeliveriesCommand::Get { .. }) => {
+            (views::delivery(answer, now, width), None)
+        }
+        Command::Deliveries(DeliveriesCommand::Retry { .. }) => (views::retried(answer), None),
+        Command::Send(_) => (views::sent(answer), None),
+        Command::Redrive { .. } => (views::redriven(answer), None),
+        Command::Pause { .. } | Command::Resume { .. } => (views::paused_or_resumed(answer), None),
+        Command::Run(_) | Command::Check(_) => (answer.to_string(), None),
+    }
+}
+
+/// An API answer: its body as received and parsed.
+struct Answer {
+    text: String,
+    value: Value,
 }
 
 struct Api {
@@ -43,7 +110,7 @@ impl Api {
         method: reqwest::Method,
         path: &str,
         body: Option<String>,
-    ) -> anyhow::Result<Value> {
+    ) -> anyhow::Result<Answer> {
         let url = format!("{}{}", self.base.trim_end_matches('/'), path);
         let mut req = self.http.request(method, &url);
         if let Some(token) = &self.token {
@@ -60,7 +127,8 @@ impl Api {
             .with_context(|| format!("cannot reach the Herald API at {}", self.base))?;
         let status = res.status();
         let text = res.text().await.context("reading the API answer")?;
-        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        let value: Value =
+            serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.clone()));
         if !status.is_success() {
             let message = value
                 .get("message")
@@ -69,7 +137,7 @@ impl Api {
                 .unwrap_or_else(|| value.to_string());
             bail!("{status}: {message}");
         }
-        Ok(value)
+        Ok(Answer { text, value })
     }
 }
 
@@ -117,7 +185,7 @@ fn send_body(args: &SendArgs) -> anyhow::Result<String> {
     Ok(serde_json::to_string(&body)?)
 }
 
-async fn execute(args: &ClientArgs, command: Command) -> anyhow::Result<Value> {
+async fn execute(args: &ClientArgs, command: &Command) -> anyhow::Result<Answer> {
     use reqwest::Method;
     let api = Api {
         http: reqwest::Client::builder()
@@ -129,23 +197,23 @@ async fn execute(args: &ClientArgs, command: Command) -> anyhow::Result<Value> {
     };
     match command {
         Command::Send(send) => {
-            api.call(Method::POST, "/v1/events", Some(send_body(&send)?))
+            api.call(Method::POST, "/v1/events", Some(send_body(send)?))
                 .await
         }
         Command::Subscribers => api.call(Method::GET, "/v1/subscribers", None).await,
         Command::Redrive { subscriber } => {
             api.call(
                 Method::POST,
-                &format!("/v1/subscribers/{}/redrive", encode(&subscriber)),
+                &format!("/v1/subscribers/{}/redrive", encode(subscriber)),
                 None,
             )
             .await
         }
         Command::Pause { subscriber, reason } => {
-            let body = reason.map(|r| json!({ "reason": r }).to_string());
+            let body = reason.as_ref().map(|r| json!({ "reason": r }).to_string());
             api.call(
                 Method::POST,
-                &format!("/v1/subscribers/{}/pause", encode(&subscriber)),
+                &format!("/v1/subscribers/{}/pause", encode(subscriber)),
                 body,
             )
             .await
@@ -153,23 +221,19 @@ async fn execute(args: &ClientArgs, command: Command) -> anyhow::Result<Value> {
         Command::Resume { subscriber } => {
             api.call(
                 Method::POST,
-                &format!("/v1/subscribers/{}/resume", encode(&subscriber)),
+                &format!("/v1/subscribers/{}/resume", encode(subscriber)),
                 None,
             )
             .await
         }
         Command::Deliveries(DeliveriesCommand::Get { id }) => {
-            api.call(
-                Method::GET,
-                &format!("/v1/deliveries/{}", encode(&id)),
-                None,
-            )
-            .await
+            api.call(Method::GET, &format!("/v1/deliveries/{}", encode(id)), None)
+                .await
         }
         Command::Deliveries(DeliveriesCommand::Retry { id }) => {
             api.call(
                 Method::POST,
-                &format!("/v1/deliveries/{}/retry", encode(&id)),
+                &format!("/v1/deliveries/{}/retry", encode(id)),
                 None,
             )
             .await
@@ -182,16 +246,16 @@ async fn execute(args: &ClientArgs, command: Command) -> anyhow::Result<Value> {
         }) => {
             let mut query = Vec::new();
             if let Some(s) = subscriber {
-                query.push(format!("subscriber={}", encode(&s)));
+                query.push(format!("subscriber={}", encode(s)));
             }
             if let Some(s) = status {
-                query.push(format!("status={}", encode(&s)));
+                query.push(format!("status={}", encode(s)));
             }
             if let Some(l) = limit {
                 query.push(format!("limit={l}"));
             }
             if let Some(c) = cursor {
-                query.push(format!("cursor={}", encode(&c)));
+                query.push(format!("cursor={}", encode(c)));
             }
             let path = if query.is_empty() {
                 "/v1/deliveries".to_owned()

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use herald_api::{ApiOptions, ApiState, ReloadFn};
 use herald_config::HeraldConfig;
-use herald_core::{AuthConfig, DeliveryStore, SigningScheme, UnixMillis};
+use herald_core::{AuthConfig, DeliveryStore, DisplayUrl, SigningScheme, UnixMillis};
 use herald_delivery::HttpClient;
 use herald_dispatcher::Dispatcher;
 use herald_queue::{SledOptions, SledStore};
@@ -31,6 +31,9 @@ fn purge_interval(retention: Duration) -> Duration {
 pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
     let config = herald_config::load(&args.config.config)
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    for warning in &config.warnings {
+        tracing::warn!("configuration: {warning}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("herald")
@@ -164,7 +167,13 @@ async fn purge_loop(store: Arc<dyn DeliveryStore>, retention: Duration) {
 /// `herald check`: the summary on stdout and exit 0, or every error on stderr and exit 1.
 pub(crate) fn check(args: &ConfigArgs) -> ExitCode {
     match herald_config::load(&args.config) {
-        Ok(config) => crate::print_out(summary(&config, &args.config).trim_end()),
+        Ok(config) => {
+            // Warnings go to stderr, like errors, and do not change the exit code.
+            for warning in &config.warnings {
+                eprintln!("warning: {warning}");
+            }
+            crate::print_out(summary(&config, &args.config).trim_end())
+        }
         Err(errors) => {
             eprintln!("{}: configuration is invalid:", args.config.display());
             eprintln!("{errors}");
@@ -191,7 +200,9 @@ fn summary(config: &HeraldConfig, path: &Path) -> String {
             AuthConfig::None => "none".to_owned(),
             AuthConfig::Basic { .. } => "basic".to_owned(),
             AuthConfig::ApiKey { header, .. } => format!("api_key ({header})"),
-            AuthConfig::OAuth2 { token_url, .. } => format!("oauth2 ({token_url})"),
+            AuthConfig::OAuth2 { token_url, .. } => {
+                format!("oauth2 ({})", DisplayUrl::new(token_url))
+            }
         };
         let signing = match s.signing.as_ref().map(|s| &s.scheme) {
             None => "none".to_owned(),
@@ -204,7 +215,7 @@ fn summary(config: &HeraldConfig, path: &Path) -> String {
             out,
             "  {}: {} events={} timeout={} max_in_flight={} attempts={} auth={} signing={}{}",
             s.id,
-            s.url,
+            DisplayUrl::new(&s.url),
             s.events.to_vec().join(","),
             humanize(s.timeout),
             s.max_in_flight,

@@ -8,6 +8,8 @@ mod cli;
 mod client;
 mod daemon;
 mod logging;
+mod table;
+mod views;
 
 use std::process::ExitCode;
 

@@ -15,6 +15,12 @@ const MARK_APIKEY: &str = "SECRETMARK-apikey-5d0";
 const MARK_OAUTH: &str = "SECRETMARK-oauthsecret-e44";
 const MARK_SIGNING: &[u8] = b"SECRETMARK-signing-key-0b8";
 const MARK_RELOAD: &str = "SECRETMARK-reloadpass-c3f";
+/// In a subscriber URL's query string (`?token=...`, a common way to authenticate webhooks).
+const MARK_URL_QUERY: &str = "SECRETMARK-urlquery-7e1";
+/// In an OAuth2 token URL's query string.
+const MARK_TOKEN_URL_QUERY: &str = "SECRETMARK-tokenurlquery-4a2";
+/// In a URL's user info (refused by the loader, which must not echo it).
+const MARK_URL_USERINFO: &str = "SECRETMARK-urluserinfo-b19";
 
 fn signing_b64() -> String {
     base64::engine::general_purpose::STANDARD.encode(MARK_SIGNING)
@@ -30,6 +36,9 @@ fn markers() -> Vec<String> {
         MARK_OAUTH.to_owned(),
         signing_b64(),
         MARK_RELOAD.to_owned(),
+        MARK_URL_QUERY.to_owned(),
+        MARK_TOKEN_URL_QUERY.to_owned(),
+        MARK_URL_USERINFO.to_owned(),
         "SECRETMARK".to_owned(),
     ]
 }
@@ -65,9 +74,10 @@ async fn subscriber_fields_and_no_secrets_anywhere() {
                 .extra(&format!(
                     "[auth]\ntype = \"oauth2\"\ntoken_url = {:?}\nclient_id = \"herald\"\n\
                  client_secret = \"{MARK_OAUTH}\"\nscopes = [\"a\"]\n",
-                    rx.url("/token")
+                    rx.url(&format!("/token?tenant={MARK_TOKEN_URL_QUERY}"))
                 )),
         )
+        .sub(Sub::new("query", &rx.url(&format!("/query?token={MARK_URL_QUERY}"))).attempts(2))
         .sub(
             Sub::new("signed", &rx.url("/signed"))
                 .attempts(2)
@@ -84,7 +94,7 @@ async fn subscriber_fields_and_no_secrets_anywhere() {
         .ingest(&json!({"event_type": "X", "payload": {"n": 1}}))
         .await;
     let ids = crate::harness::receipt_ids(&receipt);
-    assert_eq!(ids.len(), 4, "{receipt}");
+    assert_eq!(ids.len(), 5, "{receipt}");
     for (_, id) in &ids {
         h.wait_delivery(id, "dead", Duration::from_secs(15)).await;
     }
@@ -98,11 +108,20 @@ async fn subscriber_fields_and_no_secrets_anywhere() {
         Some(MARK_APIKEY)
     );
     assert!(!rx.requests_to("/token").is_empty(), "no token request");
+    // Requests go to the full URLs, query strings included.
+    assert_eq!(
+        rx.requests_to("/token")[0].query.as_deref(),
+        Some(format!("tenant={MARK_TOKEN_URL_QUERY}").as_str())
+    );
+    assert_eq!(
+        rx.requests_to("/query")[0].query.as_deref(),
+        Some(format!("token={MARK_URL_QUERY}").as_str())
+    );
 
     let (status, subs) = h.get("/v1/subscribers").await;
     assert_eq!(status, 200);
     let subs = subs.as_array().expect("array").clone();
-    assert_eq!(subs.len(), 4);
+    assert_eq!(subs.len(), 5);
     for s in &subs {
         for field in [
             "id",
@@ -123,6 +142,9 @@ async fn subscriber_fields_and_no_secrets_anywhere() {
         assert_eq!(s["dead"], 1, "{s}");
         assert_eq!(s["events"], json!(["*"]));
     }
+    // A URL is shown as scheme://host:port/path.
+    let query = subs.iter().find(|s| s["id"] == "query").expect("query sub");
+    assert_eq!(query["url"], json!(rx.url("/query")));
 
     // Every answer the API gives, then the CLI, `herald check`, and the log.
     let mut answers = vec![serde_json::to_string(&subs).unwrap()];
@@ -131,6 +153,7 @@ async fn subscriber_fields_and_no_secrets_anywhere() {
         "/v1/subscribers/apikey",
         "/v1/subscribers/oauth",
         "/v1/subscribers/signed",
+        "/v1/subscribers/query",
         "/v1/deliveries",
         "/v1/deliveries?status=dead",
         "/metrics",
@@ -156,6 +179,7 @@ async fn subscriber_fields_and_no_secrets_anywhere() {
             "url = {:?}\ncolour = \"red\"\nmax_in_flight = 9999\n[auth]\ntype = \"basic\"\n\
              credentials = \"user:{MARK_RELOAD}\"\nkey = \"{MARK_RELOAD}\"\n",
             rx.url("/x")
+                .replace("://", &format!("://user:{MARK_URL_USERINFO}@"))
         ),
     )
     .unwrap();
@@ -385,10 +409,13 @@ async fn pause_resume_and_cli_commands() {
         .await;
 
     // The same through the CLI.
-    let out = stdout_json(&h.cli(&["pause", "p", "--reason", "cli says so"]).await);
+    let out = stdout_json(
+        &h.cli(&["-o", "json", "pause", "p", "--reason", "cli says so"])
+            .await,
+    );
     assert_eq!(out["paused"], true, "{out}");
     assert_eq!(out["paused_reason"], "cli says so");
-    let out = stdout_json(&h.cli(&["subscribers"]).await);
+    let out = stdout_json(&h.cli(&["-o", "json", "subscribers"]).await);
     let p = out
         .as_array()
         .unwrap()
@@ -399,6 +426,8 @@ async fn pause_resume_and_cli_commands() {
     assert_eq!(p["paused"], true);
     let sent = stdout_json(
         &h.cli(&[
+            "-o",
+            "json",
             "send",
             "-e",
             "X",
@@ -410,10 +439,12 @@ async fn pause_resume_and_cli_commands() {
         .await,
     );
     let id = sent["deliveries"][0]["id"].as_str().unwrap().to_owned();
-    let got = stdout_json(&h.cli(&["deliveries", "get", &id]).await);
+    let got = stdout_json(&h.cli(&["-o", "json", "deliveries", "get", &id]).await);
     assert_eq!(got["status"], "pending", "{got}");
     let list = stdout_json(
         &h.cli(&[
+            "-o",
+            "json",
             "deliveries",
             "list",
             "--subscriber",
@@ -424,7 +455,7 @@ async fn pause_resume_and_cli_commands() {
         .await,
     );
     assert_eq!(list["deliveries"][0]["id"], id.as_str(), "{list}");
-    let out = stdout_json(&h.cli(&["resume", "p"]).await);
+    let out = stdout_json(&h.cli(&["-o", "json", "resume", "p"]).await);
     assert_eq!(out["paused"], false);
     h.wait_delivery(&id, "delivered", Duration::from_secs(10))
         .await;
@@ -438,18 +469,28 @@ async fn pause_resume_and_cli_commands() {
     // CLI retry and redrive of dead deliveries.
     rx.set(Mode::Status(503));
     let sent = stdout_json(
-        &h.cli(&["send", "-e", "X", "-d", "[1]", "--subscriber", "d"])
-            .await,
+        &h.cli(&[
+            "-o",
+            "json",
+            "send",
+            "-e",
+            "X",
+            "-d",
+            "[1]",
+            "--subscriber",
+            "d",
+        ])
+        .await,
     );
     let dead = sent["deliveries"][0]["id"].as_str().unwrap().to_owned();
     h.wait_delivery(&dead, "dead", Duration::from_secs(10))
         .await;
     rx.set(Mode::Status(200));
-    let out = stdout_json(&h.cli(&["deliveries", "retry", &dead]).await);
+    let out = stdout_json(&h.cli(&["-o", "json", "deliveries", "retry", &dead]).await);
     assert_eq!(out["id"], dead.as_str());
     h.wait_delivery(&dead, "delivered", Duration::from_secs(10))
         .await;
-    let out = stdout_json(&h.cli(&["redrive", "d"]).await);
+    let out = stdout_json(&h.cli(&["-o", "json", "redrive", "d"]).await);
     assert_eq!(out["redriven"], 0, "{out}");
 
     // Client errors: non-zero exit with the API's message; a wrong token is refused.
@@ -471,5 +512,98 @@ async fn pause_resume_and_cli_commands() {
     .await;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+    h.assert_no_panic();
+}
+
+/// The value of `herald_queue_depth{subscriber, state}` in a `/metrics` text, if present.
+fn queue_depth(metrics: &str, subscriber: &str, state: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("herald_queue_depth{"))
+        .find(|l| {
+            l.contains(&format!("subscriber=\"{subscriber}\""))
+                && l.contains(&format!("state=\"{state}\""))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// `herald_queue_depth` follows the store down to zero: after retention purges a subscriber's
+/// last delivery it reads 0 (it used to keep its last value), and a subscriber removed by a
+/// reload reads 0 instead of its last figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_depth_gauges_fall_to_zero_after_purge_and_removal() {
+    let rx = Receiver::start().await;
+    let h = Herald::start(
+        Config::default()
+            .retention("1s")
+            .sub(Sub::new("kept", &rx.url("/kept")))
+            .sub(
+                Sub::new("gone", &rx.url("/gone"))
+                    .attempts(100)
+                    .intervals("10s", "10s"),
+            ),
+    )
+    .await;
+    let receipt = h
+        .ingest(&json!({"event_type": "X", "payload": {"n": 1}}))
+        .await;
+    for (_, id) in crate::harness::receipt_ids(&receipt) {
+        h.wait_delivery(&id, "delivered", Duration::from_secs(10))
+            .await;
+    }
+    let metrics = h.get_text("/metrics").await.1;
+    assert_eq!(
+        queue_depth(&metrics, "kept", "delivered"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        queue_depth(&metrics, "gone", "delivered"),
+        Some(1.0),
+        "{metrics}"
+    );
+
+    // Retention (1 s) purges both deliveries; the gauges must follow.
+    wait_for(
+        Duration::from_secs(15),
+        "the purge to reach the gauges",
+        || async {
+            let metrics = h.get_text("/metrics").await.1;
+            (queue_depth(&metrics, "kept", "delivered") == Some(0.0)).then_some(())
+        },
+    )
+    .await;
+    let metrics = h.get_text("/metrics").await.1;
+    for state in ["pending", "in_flight", "delivered", "dead"] {
+        assert_eq!(queue_depth(&metrics, "kept", state), Some(0.0), "{metrics}");
+        assert_eq!(queue_depth(&metrics, "gone", state), Some(0.0), "{metrics}");
+    }
+
+    // A subscriber removed by reload, with a delivery still stored, reads 0 (or disappears).
+    rx.set(Mode::Status(500));
+    let receipt = h
+        .ingest(&json!({"event_type": "X", "payload": {"n": 2}}))
+        .await;
+    assert_eq!(crate::harness::receipt_ids(&receipt).len(), 2, "{receipt}");
+    wait_for(
+        Duration::from_secs(10),
+        "gone to count a pending delivery",
+        || async {
+            let metrics = h.get_text("/metrics").await.1;
+            let n = queue_depth(&metrics, "gone", "pending").unwrap_or(0.0)
+                + queue_depth(&metrics, "gone", "in_flight").unwrap_or(0.0);
+            (n >= 1.0).then_some(())
+        },
+    )
+    .await;
+    std::fs::remove_file(h.subscribers_dir().join("gone.toml")).unwrap();
+    let (status, answer) = h.post_empty("/v1/reload").await;
+    assert_eq!(status, 200, "{answer}");
+    let metrics = h.get_text("/metrics").await.1;
+    for state in ["pending", "in_flight", "delivered", "dead"] {
+        let depth = queue_depth(&metrics, "gone", state);
+        assert!(depth.is_none() || depth == Some(0.0), "{state}: {metrics}");
+    }
     h.assert_no_panic();
 }

@@ -121,6 +121,8 @@ pub enum Mode {
 #[derive(Debug, Clone)]
 pub struct Received {
     pub path: String,
+    /// The query string, if the request had one.
+    pub query: Option<String>,
     pub headers: HeaderMap,
     pub body: Bytes,
     pub at: Instant,
@@ -199,6 +201,7 @@ async fn receive(
         .to_owned();
     state.log.lock().push(Received {
         path: uri.path().to_owned(),
+        query: uri.query().map(str::to_owned),
         headers,
         body,
         at: Instant::now(),

@@ -171,3 +171,77 @@ async fn max_in_flight_caps_concurrent_requests() {
     );
     h.assert_no_panic();
 }
+
+/// Sends `head` then `body` on a raw TCP connection, half-closes it (the client sends nothing
+/// more), and returns what the daemon answered.
+async fn raw_exchange(h: &Herald, head: &str, body: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = h.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // The daemon may answer and stop reading before an oversized body is all sent.
+    if stream.write_all(body).await.is_ok() {
+        let _ = stream.shutdown().await;
+    }
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer));
+    // A reset after the answer is fine: what was read is kept.
+    let _ = read.await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Only a body larger than the limit is 413; a body that breaks off (shorter than its
+/// Content-Length, then the client stops) or malformed chunked encoding is 400 `bad_request`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_body_is_400_and_only_an_oversized_one_is_413() {
+    let rx = Receiver::start().await;
+    let h = Herald::start(Config::default().sub(Sub::new("a", &rx.url("/a")))).await;
+    let event = br#"{"event_type":"X","payload":{"n":1}}"#;
+
+    let short = raw_exchange(
+        &h,
+        &format!(
+            "POST /v1/events HTTP/1.1\r\nHost: herald\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\n\r\n",
+            event.len() + 100
+        ),
+        event,
+    )
+    .await;
+    assert!(short.starts_with("HTTP/1.1 400"), "{short}");
+    assert!(short.contains("\"bad_request\""), "{short}");
+
+    let bad_chunk = raw_exchange(
+        &h,
+        "POST /v1/events HTTP/1.1\r\nHost: herald\r\ncontent-type: application/json\r\n\
+         transfer-encoding: chunked\r\n\r\n",
+        b"zz\r\n{}\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(bad_chunk.starts_with("HTTP/1.1 400"), "{bad_chunk}");
+    assert!(bad_chunk.contains("\"bad_request\""), "{bad_chunk}");
+
+    // A chunked body (no Content-Length to refuse early) over the limit is still 413.
+    let big = vec![b' '; 2 << 20];
+    let mut chunked = format!("{:x}\r\n", big.len()).into_bytes();
+    chunked.extend_from_slice(&big);
+    chunked.extend_from_slice(b"\r\n0\r\n\r\n");
+    let oversized = raw_exchange(
+        &h,
+        "POST /v1/events HTTP/1.1\r\nHost: herald\r\ncontent-type: application/json\r\n\
+         transfer-encoding: chunked\r\n\r\n",
+        &chunked,
+    )
+    .await;
+    assert!(oversized.starts_with("HTTP/1.1 413"), "{oversized}");
+
+    // The daemon still takes events, and nothing was stored from the broken requests.
+    let (status, _) = h
+        .post(
+            "/v1/events",
+            &serde_json::json!({"event_type": "X", "payload": {}}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    h.assert_no_panic();
+}

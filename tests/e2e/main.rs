@@ -8,8 +8,10 @@ mod harness;
 
 mod admin;
 mod check;
+mod cli;
 mod crash;
 mod disk_full;
+mod durability;
 mod errors;
 mod flapping;
 mod fuzz;
@@ -17,4 +19,5 @@ mod ingest;
 mod reload;
 mod semantics;
 mod shutdown;
+mod signing;
 mod storage;

@@ -3,7 +3,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use herald_core::StoreError;
+use herald_core::{DeliveryStatus, StoreError};
 use herald_dispatcher::DispatchError;
 use serde::Serialize;
 
@@ -79,14 +79,26 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(id) => {
                 Self::not_found("not_found", format!("no delivery with id {id}"))
             }
-            StoreError::InvalidState { id, actual, .. } => Self::new(
-                StatusCode::CONFLICT,
-                "invalid_state",
-                format!(
-                    "delivery {id} is {}, only dead deliveries can be retried",
-                    actual.as_str()
-                ),
-            ),
+            StoreError::InvalidState {
+                id,
+                expected,
+                actual,
+            } => {
+                // Each operation needs its own state; say which one this was.
+                let rule = match expected {
+                    DeliveryStatus::Dead => "only dead deliveries can be retried",
+                    DeliveryStatus::InFlight => {
+                        "only a delivery in flight can have an attempt recorded or be released"
+                    }
+                    DeliveryStatus::Pending => "only a pending delivery can be claimed",
+                    DeliveryStatus::Delivered => "only a delivered delivery qualifies",
+                };
+                Self::new(
+                    StatusCode::CONFLICT,
+                    "invalid_state",
+                    format!("delivery {id} is {}, {rule}", actual.as_str()),
+                )
+            }
             StoreError::Full(cause) => {
                 tracing::error!(error = %cause, "storage is full; refusing to acknowledge");
                 Self::new(
@@ -142,6 +154,8 @@ impl IntoResponse for ApiError {
 
 #[cfg(test)]
 mod tests {
+    use herald_core::DeliveryId;
+
     use super::*;
 
     #[test]
@@ -155,5 +169,36 @@ mod tests {
         let through_dispatcher =
             ApiError::from(DispatchError::Store(StoreError::Unavailable("gone".into())));
         assert_eq!(through_dispatcher.code, "storage_unavailable");
+    }
+
+    /// Each operation's refusal says what that operation needs; only a retry talks of retrying.
+    #[test]
+    fn invalid_state_messages_name_the_operation() {
+        let id = DeliveryId::generate();
+        let message = |expected, actual| {
+            let e = ApiError::from(StoreError::InvalidState {
+                id,
+                expected,
+                actual,
+            });
+            assert_eq!((e.status, e.code), (StatusCode::CONFLICT, "invalid_state"));
+            e.message
+        };
+        assert_eq!(
+            message(DeliveryStatus::Dead, DeliveryStatus::Pending),
+            format!("delivery {id} is pending, only dead deliveries can be retried")
+        );
+        let release = message(DeliveryStatus::InFlight, DeliveryStatus::Delivered);
+        assert_eq!(
+            release,
+            format!(
+                "delivery {id} is delivered, only a delivery in flight can have an attempt \
+                 recorded or be released"
+            )
+        );
+        let claim = message(DeliveryStatus::Pending, DeliveryStatus::Dead);
+        assert!(claim.contains("only a pending delivery"), "{claim}");
+        let not_found = ApiError::from(StoreError::NotFound(id));
+        assert_eq!(not_found.message, format!("no delivery with id {id}"));
     }
 }

@@ -79,6 +79,8 @@ struct Inner {
     api_token: Option<Secret>,
     max_payload_bytes: usize,
     metrics: Option<PrometheusHandle>,
+    /// Subscribers whose per-subscriber gauges `/metrics` has set (see `metrics::render`).
+    reported: std::sync::Mutex<std::collections::BTreeSet<String>>,
     reload: Option<ReloadFn>,
     accepting: AtomicBool,
 }
@@ -124,6 +126,7 @@ impl ApiState {
                 api_token: options.api_token,
                 max_payload_bytes,
                 metrics: options.metrics,
+                reported: std::sync::Mutex::default(),
                 reload: options.reload,
                 accepting: AtomicBool::new(true),
             }),

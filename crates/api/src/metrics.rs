@@ -5,9 +5,13 @@
 //! from the dispatcher's live figures and the store's incremental counts at scrape time, so the
 //! hot path never touches them and no scrape scans storage.
 
+use std::collections::BTreeMap;
+use std::sync::PoisonError;
+
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use herald_core::QueueCounts;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::error::ApiError;
@@ -51,37 +55,48 @@ pub async fn run_upkeep(handle: PrometheusHandle) {
     }
 }
 
+fn set_subscriber_gauges(
+    id: &str,
+    in_flight: f64,
+    effective_limit: f64,
+    max_in_flight: f64,
+    error_rate: f64,
+    paused: f64,
+) {
+    let sub = id.to_owned();
+    metrics::gauge!("herald_in_flight", "subscriber" => sub.clone()).set(in_flight);
+    metrics::gauge!("herald_effective_limit", "subscriber" => sub.clone()).set(effective_limit);
+    metrics::gauge!("herald_max_in_flight", "subscriber" => sub.clone()).set(max_in_flight);
+    metrics::gauge!("herald_error_rate", "subscriber" => sub.clone()).set(error_rate);
+    metrics::gauge!("herald_paused", "subscriber" => sub).set(paused);
+}
+
+fn set_queue_depth(id: &str, c: &QueueCounts) {
+    for (st, n) in [
+        ("pending", c.pending),
+        ("in_flight", c.in_flight),
+        ("delivered", c.delivered),
+        ("dead", c.dead),
+    ] {
+        metrics::gauge!("herald_queue_depth", "subscriber" => id.to_owned(), "state" => st)
+            .set(n as f64);
+    }
+}
+
 pub(crate) async fn render(State(state): State<ApiState>) -> Response {
     let Some(handle) = state.inner.metrics.as_ref() else {
         return ApiError::not_found("metrics_disabled", "no metrics recorder is installed")
             .into_response();
     };
-    // Gauges keep their last values when the store cannot be read right now.
-    for s in state.inner.dispatcher.stats().await.unwrap_or_default() {
-        let id = s.id.to_string();
-        metrics::gauge!("herald_in_flight", "subscriber" => id.clone()).set(f64::from(s.in_flight));
-        metrics::gauge!("herald_effective_limit", "subscriber" => id.clone())
-            .set(f64::from(s.effective_limit));
-        metrics::gauge!("herald_max_in_flight", "subscriber" => id.clone())
-            .set(f64::from(s.max_in_flight));
-        metrics::gauge!("herald_error_rate", "subscriber" => id.clone()).set(s.error_rate);
-        metrics::gauge!("herald_paused", "subscriber" => id).set(if s.paused_reason.is_some() {
-            1.0
-        } else {
-            0.0
-        });
-    }
-    for (sub, c) in state.inner.store.all_counts().await.unwrap_or_default() {
-        let id = sub.to_string();
-        for (st, n) in [
-            ("pending", c.pending),
-            ("in_flight", c.in_flight),
-            ("delivered", c.delivered),
-            ("dead", c.dead),
-        ] {
-            metrics::gauge!("herald_queue_depth", "subscriber" => id.clone(), "state" => st)
-                .set(n as f64);
-        }
+    // Every configured subscriber gets its queue depth, zeros included (the store only lists
+    // subscribers that still have deliveries, so one whose last delivery was purged would keep
+    // its last value). A subscriber reported before but no longer configured (removed by a
+    // reload) reads 0 everywhere: the exporter cannot drop a series. Gauges keep their last
+    // values when the store cannot be read right now.
+    let stats = state.inner.dispatcher.stats().await;
+    let all_counts = state.inner.store.all_counts().await;
+    if let (Ok(stats), Ok(all_counts)) = (stats, all_counts) {
+        update_state_gauges(&state, stats, all_counts);
     }
     if let Ok(Some(bytes)) = state.inner.store.size_on_disk().await {
         metrics::gauge!("herald_store_bytes").set(bytes as f64);
@@ -94,4 +109,45 @@ pub(crate) async fn render(State(state): State<ApiState>) -> Response {
         handle.render(),
     )
         .into_response()
+}
+
+/// Sets the per-subscriber gauges from one consistent read of the dispatcher and the store.
+fn update_state_gauges(
+    state: &ApiState,
+    stats: Vec<herald_dispatcher::SubscriberStats>,
+    all_counts: Vec<(herald_core::SubscriberId, QueueCounts)>,
+) {
+    let mut depth: BTreeMap<String, QueueCounts> = BTreeMap::new();
+    for s in stats {
+        let id = s.id.to_string();
+        set_subscriber_gauges(
+            &id,
+            f64::from(s.in_flight),
+            f64::from(s.effective_limit),
+            f64::from(s.max_in_flight),
+            s.error_rate,
+            if s.paused_reason.is_some() { 1.0 } else { 0.0 },
+        );
+        depth.insert(id, QueueCounts::default());
+    }
+    for (sub, c) in all_counts {
+        if let Some(counts) = depth.get_mut(sub.as_str()) {
+            *counts = c;
+        }
+    }
+    for (id, c) in &depth {
+        set_queue_depth(id, c);
+    }
+    {
+        let mut reported = state
+            .inner
+            .reported
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for gone in reported.iter().filter(|id| !depth.contains_key(*id)) {
+            set_subscriber_gauges(gone, 0.0, 0.0, 0.0, 0.0, 0.0);
+            set_queue_depth(gone, &QueueCounts::default());
+        }
+        reported.extend(depth.into_keys());
+    }
 }

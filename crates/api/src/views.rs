@@ -1,7 +1,7 @@
 //! JSON shapes of the admin API. Built from core/dispatcher types; nothing secret is reachable
 //! from here (subscriber views carry id, url, events and live figures only).
 
-use herald_core::{AttemptRecord, DeliveryDetails, DeliveryRecord, UnixMillis};
+use herald_core::{AttemptRecord, DeliveryDetails, DeliveryRecord, DisplayUrl, UnixMillis};
 use herald_dispatcher::SubscriberStats;
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
@@ -78,7 +78,7 @@ impl From<&DeliveryDetails> for DeliveryView {
 #[derive(Serialize)]
 pub(crate) struct SubscriberView {
     id: String,
-    url: String,
+    url: DisplayUrl,
     events: Vec<String>,
     max_in_flight: u32,
     effective_limit: u32,

@@ -13,7 +13,7 @@ use crate::env::{expand_table, Env};
 use crate::error::{ConfigError, ConfigErrors, Report};
 use crate::raw::{parse, RawDaemon, RawSecret, RawServer, RawShutdown, RawStorage};
 use crate::subscriber::load_dir;
-use crate::values::{duration, quote, Zero};
+use crate::values::{duration, quote, DurationBounds, Zero};
 
 /// `[server] listen` when none is given.
 pub const DEFAULT_LISTEN: SocketAddr =
@@ -49,6 +49,9 @@ pub struct HeraldConfig {
     pub subscribers_dir: PathBuf,
     /// Every subscriber, sorted by id.
     pub subscribers: Vec<SubscriberConfig>,
+    /// Problems that do not stop Herald but that an operator should see (for example a
+    /// signing secret past its `not_after`); `herald check` prints them, the daemon logs them.
+    pub warnings: Vec<ConfigError>,
 }
 
 /// `[server]`: the ingest and admin HTTP API.
@@ -133,7 +136,7 @@ pub(crate) fn load(path: &Path, env: Env<'_>) -> Result<HeraldConfig, ConfigErro
         subscribers_dir
             .as_deref()
             .and_then(|dir| match load_dir(dir, &security, env) {
-                Ok(subscribers) => Some(subscribers),
+                Ok(loaded) => Some(loaded),
                 Err(problems) => {
                     errors.extend(problems);
                     None
@@ -141,19 +144,20 @@ pub(crate) fn load(path: &Path, env: Env<'_>) -> Result<HeraldConfig, ConfigErro
             });
 
     match (daemon, subscribers_dir, subscribers) {
-        (Some(((server, storage), shutdown)), Some(subscribers_dir), Some(subscribers))
-            if errors.is_empty() =>
-        {
-            Ok(HeraldConfig {
-                path: path.to_owned(),
-                server,
-                storage,
-                security,
-                shutdown,
-                subscribers_dir,
-                subscribers,
-            })
-        }
+        (
+            Some(((server, storage), shutdown)),
+            Some(subscribers_dir),
+            Some((subscribers, warnings)),
+        ) if errors.is_empty() => Ok(HeraldConfig {
+            path: path.to_owned(),
+            server,
+            storage,
+            security,
+            shutdown,
+            subscribers_dir,
+            subscribers,
+            warnings,
+        }),
         _ => Err(ConfigErrors::from_vec(errors)),
     }
 }
@@ -264,7 +268,12 @@ fn storage(raw: RawStorage, base: &Path, report: &mut Report<'_>) -> Option<Stor
     );
     let retention = report.check(
         "storage.retention",
-        duration(raw.retention.as_ref(), DEFAULT_RETENTION, Zero::Refused),
+        duration(
+            raw.retention.as_ref(),
+            DEFAULT_RETENTION,
+            Zero::Refused,
+            DurationBounds::RETENTION,
+        ),
     );
     Some(StorageConfig {
         path: path?,
@@ -275,7 +284,12 @@ fn storage(raw: RawStorage, base: &Path, report: &mut Report<'_>) -> Option<Stor
 fn shutdown(raw: RawShutdown, report: &mut Report<'_>) -> Option<ShutdownConfig> {
     let grace = report.check(
         "shutdown.grace",
-        duration(raw.grace.as_ref(), DEFAULT_GRACE, Zero::Allowed),
+        duration(
+            raw.grace.as_ref(),
+            DEFAULT_GRACE,
+            Zero::Allowed,
+            DurationBounds::SHUTDOWN_GRACE,
+        ),
     )?;
     Some(ShutdownConfig { grace })
 }

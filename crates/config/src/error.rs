@@ -134,6 +134,7 @@ impl<'a> IntoIterator for &'a ConfigErrors {
 pub(crate) struct Report<'a> {
     file: &'a Path,
     errors: Vec<ConfigError>,
+    warnings: Vec<ConfigError>,
 }
 
 impl<'a> Report<'a> {
@@ -141,6 +142,7 @@ impl<'a> Report<'a> {
         Self {
             file,
             errors: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -152,6 +154,17 @@ impl<'a> Report<'a> {
     pub(crate) fn error(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.errors
             .push(ConfigError::new(self.file, key.into(), message.into()));
+    }
+
+    /// Records something worth telling the operator that does not make the file invalid.
+    pub(crate) fn warn(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.warnings
+            .push(ConfigError::new(self.file, key.into(), message.into()));
+    }
+
+    /// Takes the warnings recorded so far.
+    pub(crate) fn take_warnings(&mut self) -> Vec<ConfigError> {
+        std::mem::take(&mut self.warnings)
     }
 
     /// Records the error of `result`, if any, and passes its value on.

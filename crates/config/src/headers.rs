@@ -154,7 +154,7 @@ fn reserved(
 mod tests {
     use std::path::Path;
 
-    use herald_core::Secret;
+    use herald_core::{Secret, SigningSecret};
 
     use super::*;
 
@@ -245,7 +245,7 @@ mod tests {
             scheme: SigningScheme::Sha256V1 {
                 header_prefix: "unidy-webhook".into(),
             },
-            secrets: vec![Secret::new("s")],
+            secrets: vec![SigningSecret::new("s")],
         };
         assert!(headers(&[("Unidy-Webhook-Signature", "x")], None, Some(&signing)).is_err());
         assert!(headers(&[("Unidy-Other", "x")], None, Some(&signing)).is_ok());

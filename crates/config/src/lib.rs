@@ -43,6 +43,10 @@
 //! - **`standard-webhooks` secrets** must be `whsec_` + standard base64 (padding optional) of
 //!   a non-empty key. `sha256-v1` secrets are used as written (non-empty). `header_prefix`
 //!   defaults to `webhook`, is kept as written and must make valid header names.
+//! - **Signing key expiry**: an item of a `secret` list may be a table `{ secret = "...",
+//!   not_after = "2026-12-31T00:00:00Z" }` (RFC 3339 with a zone, quoted or as a TOML
+//!   date-time). A secret already past its `not_after` is a warning
+//!   ([`HeraldConfig::warnings`]); a list whose every secret is past it is an error.
 //! - **Ranges**: `timeout`, `retry.initial_interval`, `retry.max_interval`, `retry.max_age`,
 //!   `throttle.window` and `storage.retention` must be longer than zero; `shutdown.grace` may
 //!   be `"0s"`. `max_in_flight` is `1..=500`, `retry.max_attempts`, `throttle.min_requests`,
@@ -101,6 +105,7 @@ pub use daemon::{
     DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_RETENTION, DEFAULT_STORAGE_PATH, DEFAULT_SUBSCRIBERS_DIR,
 };
 pub use error::{ConfigError, ConfigErrors};
+pub use values::DurationBounds;
 
 /// Loads the daemon file at `path` and every subscriber file, expanding `${VAR}` from the
 /// process environment.
@@ -118,13 +123,14 @@ pub fn load_with_env(
 }
 
 /// Reads the subscriber folder `dir` (usually [`HeraldConfig::subscribers_dir`]) again, for a
-/// reload. Returns every subscriber sorted by id, or every problem found.
+/// reload. Returns every subscriber sorted by id, or every problem found. Warnings are not
+/// returned here: an expired signing secret is logged by the signer when it first skips it.
 pub fn load_subscribers(
     dir: &Path,
     security: &SecurityPolicy,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<SubscriberConfig>, ConfigErrors> {
-    subscriber::load_dir(dir, security, env)
+    subscriber::load_dir(dir, security, env).map(|(subscribers, _warnings)| subscribers)
 }
 
 /// The process environment; a variable that is not valid Unicode counts as unset.

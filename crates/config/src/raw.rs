@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::de::{self, DeserializeOwned, Deserializer, SeqAccess, Visitor};
+use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use crate::env::{expand_table, join_key, Env};
@@ -202,11 +202,88 @@ impl fmt::Debug for RawSecret {
     }
 }
 
-/// `secret = "..."` or `secret = ["...", "..."]` (key rotation).
+/// `secret = "..."` or `secret = ["...", { secret = "...", not_after = "..." }, ...]` (key
+/// rotation, each item a string or a table).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum RawSecrets {
     One(RawSecret),
-    Many(Vec<RawSecret>),
+    Many(Vec<RawSecretItem>),
+}
+
+/// One item of a `secret` list: `"whsec_..."`, or `{ secret = "whsec_...", not_after =
+/// "<RFC 3339>" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct RawSecretItem {
+    pub(crate) secret: Option<RawSecret>,
+    pub(crate) not_after: Option<RawDateTime>,
+    /// Written as a table (errors then name `signing.secret[i].secret`).
+    pub(crate) table: bool,
+}
+
+/// The table form of a [`RawSecretItem`].
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table with `secret` and optional `not_after`"
+)]
+struct RawSecretTable {
+    secret: Option<RawSecret>,
+    not_after: Option<RawDateTime>,
+}
+
+/// A date-time as written: a string, or a TOML date-time literal turned back into its text.
+/// Parsed (RFC 3339) by the validation step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RawDateTime(pub(crate) String);
+
+impl<'de> Deserialize<'de> for RawDateTime {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DateTimeVisitor;
+        impl<'de> Visitor<'de> for DateTimeVisitor {
+            type Value = RawDateTime;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an RFC 3339 date-time such as \"2026-12-31T00:00:00Z\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawDateTime, E> {
+                Ok(RawDateTime(v.to_owned()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawDateTime, A::Error> {
+                let datetime =
+                    toml::value::Datetime::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawDateTime(datetime.to_string()))
+            }
+        }
+        deserializer.deserialize_any(DateTimeVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawSecretItem {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ItemVisitor;
+        impl<'de> Visitor<'de> for ItemVisitor {
+            type Value = RawSecretItem;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a table { secret = \"...\", not_after = \"...\" }")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawSecretItem, E> {
+                Ok(RawSecretItem {
+                    secret: Some(RawSecret(v.to_owned())),
+                    not_after: None,
+                    table: false,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawSecretItem, A::Error> {
+                let table =
+                    RawSecretTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawSecretItem {
+                    secret: table.secret,
+                    not_after: table.not_after,
+                    table: true,
+                })
+            }
+        }
+        deserializer.deserialize_any(ItemVisitor)
+    }
 }
 
 impl<'de> Deserialize<'de> for RawSecrets {
@@ -215,14 +292,14 @@ impl<'de> Deserialize<'de> for RawSecrets {
         impl<'de> Visitor<'de> for SecretsVisitor {
             type Value = RawSecrets;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string or a list of strings")
+                f.write_str("a string or a list of strings and { secret, not_after } tables")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<RawSecrets, E> {
                 Ok(RawSecrets::One(RawSecret(v.to_owned())))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawSecrets, A::Error> {
                 let mut secrets = Vec::new();
-                while let Some(secret) = seq.next_element::<RawSecret>()? {
+                while let Some(secret) = seq.next_element::<RawSecretItem>()? {
                     secrets.push(secret);
                 }
                 Ok(RawSecrets::Many(secrets))
@@ -419,6 +496,40 @@ mod tests {
         );
         let raw = parse_subscriber("[signing]\nsecret = ['a', 'b']\n").unwrap();
         assert!(matches!(raw.signing.unwrap().secret, Some(RawSecrets::Many(v)) if v.len() == 2));
+    }
+
+    #[test]
+    fn secret_lists_take_tables_with_not_after() {
+        let raw = parse_subscriber(
+            "[signing]\nsecret = ['a', { secret = 'b', not_after = '2026-12-31T00:00:00Z' }, \
+             { secret = 'c', not_after = 2027-01-01T12:00:00+02:00 }, { secret = 'd' }]\n",
+        )
+        .unwrap();
+        let Some(RawSecrets::Many(items)) = raw.signing.unwrap().secret else {
+            panic!("a list");
+        };
+        let not_after: Vec<_> = items
+            .iter()
+            .map(|i| i.not_after.as_ref().map(|d| d.0.as_str()))
+            .collect();
+        assert_eq!(
+            not_after,
+            [
+                None,
+                Some("2026-12-31T00:00:00Z"),
+                Some("2027-01-01T12:00:00+02:00"),
+                None
+            ]
+        );
+        assert_eq!(items[1].secret, Some(RawSecret("b".into())));
+
+        let errors = parse_subscriber("[signing]\nsecret = [{ secret = 'b', not_afer = 'x' }]\n")
+            .unwrap_err();
+        assert!(errors[0].0.starts_with("signing.secret"), "{errors:?}");
+        assert!(errors[0].1.contains("not_after"), "{errors:?}");
+        let errors = parse_subscriber("[signing]\nsecret = [{ secret = 'b', not_after = 5 }]\n")
+            .unwrap_err();
+        assert!(errors[0].1.contains("RFC 3339"), "{errors:?}");
     }
 
     #[test]

@@ -17,18 +17,20 @@ use crate::headers::static_headers;
 use crate::raw::{parse, RawRateLimit, RawRetry, RawSubscriber, RawThrottle};
 use crate::signing::signing;
 use crate::url_check::{outbound_url, Target};
-use crate::values::{duration, float, integer, quote, Zero};
+use crate::values::{duration, float, integer, quote, DurationBounds, Zero};
 
 use herald_core::{DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT};
 
 /// Reads every `*.toml` in `dir` (see [`crate::load_subscribers`]).
+/// On success, the subscribers sorted by id and the warnings of their files.
 pub(crate) fn load_dir(
     dir: &Path,
     security: &SecurityPolicy,
     env: Env<'_>,
-) -> Result<Vec<SubscriberConfig>, ConfigErrors> {
+) -> Result<(Vec<SubscriberConfig>, Vec<ConfigError>), ConfigErrors> {
     let files = list_dir(dir).map_err(|e| ConfigErrors::from_vec(vec![e]))?;
     let mut errors = Vec::new();
+    let mut warnings = Vec::new();
     let mut loaded: BTreeMap<SubscriberId, (PathBuf, SubscriberConfig)> = BTreeMap::new();
     for file in files {
         let text = match fs::read_to_string(&file) {
@@ -39,7 +41,8 @@ pub(crate) fn load_dir(
             }
         };
         match parse_subscriber(&file, &text, security, env) {
-            Ok(subscriber) => {
+            Ok((subscriber, mut noted)) => {
+                warnings.append(&mut noted);
                 if let Some((first, _)) = loaded.get(&subscriber.id) {
                     errors.push(ConfigError::new(
                         &file,
@@ -58,7 +61,7 @@ pub(crate) fn load_dir(
         }
     }
     if errors.is_empty() {
-        Ok(loaded.into_values().map(|(_, s)| s).collect())
+        Ok((loaded.into_values().map(|(_, s)| s).collect(), warnings))
     } else {
         Err(ConfigErrors::from_vec(errors))
     }
@@ -88,20 +91,20 @@ fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
 }
 
 /// Parses and validates one subscriber file's text; `file` names it in errors and gives the
-/// default id (its stem).
+/// default id (its stem). On success, also the file's warnings.
 pub(crate) fn parse_subscriber(
     file: &Path,
     text: &str,
     security: &SecurityPolicy,
     env: Env<'_>,
-) -> Result<SubscriberConfig, Vec<ConfigError>> {
+) -> Result<(SubscriberConfig, Vec<ConfigError>), Vec<ConfigError>> {
     let mut report = Report::new(file);
     let raw = parse::<RawSubscriber>(text, env, &mut report);
     let Some(raw) = raw.filter(|_| report.is_clean()) else {
         return Err(report.into_errors());
     };
     match validate(raw, security, &mut report) {
-        Some(subscriber) if report.is_clean() => Ok(subscriber),
+        Some(subscriber) if report.is_clean() => Ok((subscriber, report.take_warnings())),
         _ => Err(report.into_errors()),
     }
 }
@@ -122,7 +125,12 @@ fn validate(
     let events = events(raw.events, report);
     let timeout = report.check(
         "timeout",
-        duration(raw.timeout.as_ref(), DEFAULT_TIMEOUT, Zero::Refused),
+        duration(
+            raw.timeout.as_ref(),
+            DEFAULT_TIMEOUT,
+            Zero::Refused,
+            DurationBounds::TIMEOUT,
+        ),
     );
     let max_in_flight = report.check(
         "max_in_flight",
@@ -227,6 +235,7 @@ fn retry(raw: RawRetry, report: &mut Report<'_>) -> Option<RetryPolicy> {
             raw.initial_interval.as_ref(),
             default.initial_interval,
             Zero::Refused,
+            DurationBounds::RETRY_INITIAL_INTERVAL,
         ),
     );
     let multiplier = report.check(
@@ -244,6 +253,7 @@ fn retry(raw: RawRetry, report: &mut Report<'_>) -> Option<RetryPolicy> {
             raw.max_interval.as_ref(),
             default.max_interval,
             Zero::Refused,
+            DurationBounds::RETRY_MAX_INTERVAL,
         ),
     );
     let randomization = report.check(
@@ -260,7 +270,12 @@ fn retry(raw: RawRetry, report: &mut Report<'_>) -> Option<RetryPolicy> {
         Some(age) => report
             .check(
                 "retry.max_age",
-                duration(Some(age), Duration::ZERO, Zero::Refused),
+                duration(
+                    Some(age),
+                    Duration::ZERO,
+                    Zero::Refused,
+                    DurationBounds::RETRY_MAX_AGE,
+                ),
             )
             .map(Some),
     };
@@ -299,7 +314,12 @@ fn throttle(raw: RawThrottle, report: &mut Report<'_>) -> Option<ThrottleConfig>
     );
     let window = report.check(
         "throttle.window",
-        duration(raw.window.as_ref(), default.window, Zero::Refused),
+        duration(
+            raw.window.as_ref(),
+            default.window,
+            Zero::Refused,
+            DurationBounds::THROTTLE_WINDOW,
+        ),
     );
     let min_requests = report.check(
         "throttle.min_requests",

@@ -2,9 +2,9 @@
 //!
 //! URLs are never quoted in messages (a query string may hold a token).
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
-use herald_core::SecurityPolicy;
+use herald_core::{blocked_range, BlockedRange, SecurityPolicy};
 use url::{Host, Url};
 
 /// Whether literal private addresses are refused for this URL.
@@ -42,52 +42,28 @@ pub(crate) fn outbound_url(
     if !url.username().is_empty() || url.password().is_some() {
         return Err("must not contain credentials (user:password@); use [auth]".to_owned());
     }
-    if target == Target::Endpoint && !security.allow_private_networks && is_private_host(&host) {
-        return Err(
-            "points at a loopback, private or link-local address, refused unless \
-             [security] allow_private_networks = true in the daemon file"
-                .to_owned(),
-        );
+    if target == Target::Endpoint && !security.allow_private_networks {
+        if let Some(what) = private_host(&host) {
+            return Err(format!(
+                "points at {what}, refused unless [security] allow_private_networks = true \
+                 in the daemon file"
+            ));
+        }
     }
     Ok(url)
 }
 
-fn is_private_host(host: &Host<&str>) -> bool {
+/// What `host` is when it names this machine or a blocked range (herald-core's
+/// [`blocked_range`], the classification the delivery guard applies to resolved addresses).
+fn private_host(host: &Host<&str>) -> Option<&'static str> {
     match host {
         Host::Domain(name) => {
             let name = name.trim_end_matches('.').to_ascii_lowercase();
-            name == "localhost" || name.ends_with(".localhost")
+            (name == "localhost" || name.ends_with(".localhost")).then_some("a localhost name")
         }
-        Host::Ipv4(ip) => is_special_v4(*ip),
-        Host::Ipv6(ip) => is_special_v6(*ip),
+        Host::Ipv4(ip) => blocked_range(IpAddr::V4(*ip)).map(BlockedRange::description),
+        Host::Ipv6(ip) => blocked_range(IpAddr::V6(*ip)).map(BlockedRange::description),
     }
-}
-
-/// Loopback, private, link-local, shared (CGNAT, 100.64/10), "this network" (0/8),
-/// broadcast, multicast and reserved (240/4) IPv4 ranges.
-pub(crate) fn is_special_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, ..] = ip.octets();
-    ip.is_loopback()
-        || ip.is_private()
-        || ip.is_link_local()
-        || ip.is_unspecified()
-        || ip.is_broadcast()
-        || ip.is_multicast()
-        || a == 0
-        || (a == 100 && (64..128).contains(&b))
-        || a >= 240
-}
-
-/// Loopback, unspecified, unique-local, link-local, multicast, and IPv4-mapped special ranges.
-pub(crate) fn is_special_v6(ip: Ipv6Addr) -> bool {
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return is_special_v4(v4);
-    }
-    ip.is_loopback()
-        || ip.is_unspecified()
-        || ip.is_unique_local()
-        || ip.is_unicast_link_local()
-        || ip.is_multicast()
 }
 
 #[cfg(test)]
@@ -158,5 +134,56 @@ mod tests {
         assert!(outbound_url("https://93.184.215.14/", &STRICT, Target::Endpoint).is_ok());
         assert!(outbound_url("https://[2606:4700::1111]/", &STRICT, Target::Endpoint).is_ok());
         assert!(outbound_url("https://10.0.0.1/token", &STRICT, Target::TokenEndpoint).is_ok());
+    }
+
+    /// Every range the delivery guard refuses is refused here too, named in the message
+    /// (documentation, benchmarking, NAT64 and 6to4 literals used to load and then fail at
+    /// every attempt).
+    #[test]
+    fn literals_follow_the_delivery_guard_ranges() {
+        let open = SecurityPolicy {
+            allow_http: false,
+            allow_private_networks: true,
+        };
+        for (url, what) in [
+            ("https://0.0.0.0/", "an unspecified address"),
+            ("https://0.1.2.3/", "a \"this network\" address (0.0.0.0/8)"),
+            ("https://127.0.0.1/", "a loopback address"),
+            ("https://192.0.0.8/", "an IETF protocol assignment address"),
+            ("https://192.0.2.1/", "a documentation address"),
+            ("https://198.51.100.7/", "a documentation address"),
+            ("https://203.0.113.9/", "a documentation address"),
+            ("https://198.18.0.1/", "a benchmarking address"),
+            ("https://224.0.0.1/", "a multicast address"),
+            ("https://255.255.255.255/", "a broadcast address"),
+            ("https://[::]/", "an unspecified address"),
+            ("https://[::ffff:127.0.0.1]/", "a loopback address"),
+            ("https://[::127.0.0.1]/", "a loopback address"),
+            ("https://[::ffff:0.0.0.0]/", "an unspecified address"),
+            ("https://[64:ff9b::7f00:1]/", "a loopback address"),
+            ("https://[64:ff9b::a00:1]/", "a private address"),
+            ("https://[2002:c0a8:101::1]/", "a private address"),
+            ("https://[2001:db8::1]/", "a documentation address"),
+            ("https://[100::1]/", "a discard-only address"),
+            ("https://[fec0::1]/", "a site-local address"),
+            ("https://[ff02::1]/", "a multicast address"),
+            ("https://localhost/", "a localhost name"),
+        ] {
+            let err = outbound_url(url, &STRICT, Target::Endpoint).unwrap_err();
+            assert!(err.contains(&format!("points at {what},")), "{url}: {err}");
+            assert!(outbound_url(url, &open, Target::Endpoint).is_ok(), "{url}");
+        }
+        for url in [
+            "https://8.8.8.8/",
+            "https://[::ffff:8.8.8.8]/",
+            "https://[64:ff9b::808:808]/",
+            "https://[2002:808:808::1]/",
+            "https://[2001:4860::8888]/",
+        ] {
+            assert!(
+                outbound_url(url, &STRICT, Target::Endpoint).is_ok(),
+                "{url}"
+            );
+        }
     }
 }

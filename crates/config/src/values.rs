@@ -12,11 +12,36 @@ pub(crate) enum Zero {
     Refused,
 }
 
-/// Parses a duration such as `"10s"` with humantime; `None` gives `default`.
+/// The largest value of each duration setting. Every duration is bounded so that no later
+/// clock arithmetic (`Instant::now() + timeout`, `now + retention`) can overflow, and so that
+/// a typo (`"300000000000y"`) is a load error rather than a daemon that waits forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationBounds;
+
+impl DurationBounds {
+    /// `timeout` (one attempt, connection to last body byte).
+    pub const TIMEOUT: Duration = Duration::from_secs(10 * 60);
+    /// `retry.initial_interval`.
+    pub const RETRY_INITIAL_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+    /// `retry.max_interval`.
+    pub const RETRY_MAX_INTERVAL: Duration = Duration::from_secs(7 * 24 * 3600);
+    /// `retry.max_age`.
+    pub const RETRY_MAX_AGE: Duration = Duration::from_secs(365 * 24 * 3600);
+    /// `throttle.window`.
+    pub const THROTTLE_WINDOW: Duration = Duration::from_secs(3600);
+    /// `storage.retention`.
+    pub const RETENTION: Duration = Duration::from_secs(3650 * 24 * 3600);
+    /// `shutdown.grace`.
+    pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3600);
+}
+
+/// Parses a duration such as `"10s"` with humantime; `None` gives `default`. Values above
+/// `max` are refused (the message names the bound in config units).
 pub(crate) fn duration(
     raw: Option<&RawDuration>,
     default: Duration,
     zero: Zero,
+    max: Duration,
 ) -> Result<Duration, String> {
     let Some(RawDuration(text)) = raw else {
         return Ok(default);
@@ -30,7 +55,28 @@ pub(crate) fn duration(
     if zero == Zero::Refused && parsed.is_zero() {
         return Err("must be longer than zero".to_owned());
     }
+    if parsed > max {
+        return Err(format!(
+            "must be at most {} (got \"{}\")",
+            in_config_units(max),
+            quote(text)
+        ));
+    }
     Ok(parsed)
+}
+
+/// `d` as written in a config file, in its largest whole unit (`"10m"`, `"7d"`).
+fn in_config_units(d: Duration) -> String {
+    let secs = d.as_secs();
+    if d.subsec_nanos() != 0 || secs == 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+        if secs % size == 0 {
+            return format!("{}{unit}", secs / size);
+        }
+    }
+    format!("{secs}s")
 }
 
 /// An integer in `min..=max`; `None` gives `default`.
@@ -75,6 +121,8 @@ pub(crate) fn quote(text: &str) -> String {
 mod tests {
     use super::*;
 
+    const MAX: Duration = Duration::from_secs(365 * 86_400);
+
     fn d(s: &str) -> Option<RawDuration> {
         Some(RawDuration(s.to_owned()))
     }
@@ -82,33 +130,55 @@ mod tests {
     #[test]
     fn durations() {
         let ten = Duration::from_secs(10);
-        assert_eq!(duration(None, ten, Zero::Refused), Ok(ten));
+        assert_eq!(duration(None, ten, Zero::Refused, MAX), Ok(ten));
         assert_eq!(
-            duration(d("500ms").as_ref(), ten, Zero::Refused),
+            duration(d("500ms").as_ref(), ten, Zero::Refused, MAX),
             Ok(Duration::from_millis(500))
         );
         assert_eq!(
-            duration(d("21d").as_ref(), ten, Zero::Refused),
+            duration(d("21d").as_ref(), ten, Zero::Refused, MAX),
             Ok(Duration::from_secs(21 * 86_400))
         );
         assert_eq!(
-            duration(d("1h 30m").as_ref(), ten, Zero::Refused),
+            duration(d("1h 30m").as_ref(), ten, Zero::Refused, MAX),
             Ok(Duration::from_secs(5_400))
         );
         assert_eq!(
-            duration(d("0s").as_ref(), ten, Zero::Allowed),
+            duration(d("0s").as_ref(), ten, Zero::Allowed, MAX),
             Ok(Duration::ZERO)
         );
-        assert!(duration(d("0s").as_ref(), ten, Zero::Refused)
+        assert!(duration(d("0s").as_ref(), ten, Zero::Refused, MAX)
             .unwrap_err()
             .contains("longer than zero"));
-        let bad = duration(d("ten seconds").as_ref(), ten, Zero::Refused).unwrap_err();
+        let bad = duration(d("ten seconds").as_ref(), ten, Zero::Refused, MAX).unwrap_err();
         assert!(
             bad.contains("\"ten seconds\"") && bad.contains("\"500ms\""),
             "{bad}"
         );
-        assert!(duration(d("10").as_ref(), ten, Zero::Refused).is_err());
-        assert!(duration(d("99999999999999999999999d").as_ref(), ten, Zero::Refused).is_err());
+        assert!(duration(d("10").as_ref(), ten, Zero::Refused, MAX).is_err());
+        assert!(duration(
+            d("99999999999999999999999d").as_ref(),
+            ten,
+            Zero::Refused,
+            MAX
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn durations_above_the_bound_are_refused() {
+        let ten = Duration::from_secs(10);
+        let max = Duration::from_secs(600);
+        assert_eq!(
+            duration(d("10m").as_ref(), ten, Zero::Refused, max),
+            Ok(max)
+        );
+        assert_eq!(
+            duration(d("601s").as_ref(), ten, Zero::Refused, max),
+            Err("must be at most 10m (got \"601s\")".to_owned())
+        );
+        let huge = duration(d("300000000000y").as_ref(), ten, Zero::Refused, max).unwrap_err();
+        assert!(huge.contains("at most 10m"), "{huge}");
     }
 
     #[test]

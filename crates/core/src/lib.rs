@@ -2,6 +2,9 @@
 //!
 //! Every other crate depends on this one and on nothing upstream of it. It holds:
 //!
+//! - [`address`]: the one SSRF classification of IP addresses, shared by the config loader and
+//!   the delivery guard;
+//! - [`display_url`]: [`DisplayUrl`], how a URL is shown (no user info, no query string);
 //! - [`ids`]: event, delivery and subscriber identifiers;
 //! - [`secret`]: [`Secret`], the only way credentials travel through Herald (its `Debug` and
 //!   `Display` print `**REDACTED**`);
@@ -20,6 +23,8 @@
 //! assert_eq!(format!("{id} {secret:?}"), "acme **REDACTED**");
 //! ```
 
+pub mod address;
+pub mod display_url;
 pub mod ids;
 pub mod secret;
 pub mod store;
@@ -27,6 +32,8 @@ pub mod subscriber;
 pub mod time;
 pub mod webhook_secret;
 
+pub use address::{blocked_range, BlockedRange};
+pub use display_url::DisplayUrl;
 pub use ids::{DeliveryId, EventId, InvalidId, SubscriberId};
 pub use secret::Secret;
 pub use store::{
@@ -37,8 +44,8 @@ pub use store::{
 };
 pub use subscriber::{
     AuthConfig, EventFilter, RateLimitConfig, RetryPolicy, SecurityPolicy, SigningConfig,
-    SigningScheme, SubscriberConfig, ThrottleConfig, DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT,
-    MAX_IN_FLIGHT_LIMIT,
+    SigningScheme, SigningSecret, SubscriberConfig, ThrottleConfig, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_TIMEOUT, MAX_IN_FLIGHT_LIMIT,
 };
 pub use time::UnixMillis;
 

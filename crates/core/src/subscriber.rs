@@ -2,14 +2,15 @@
 //!
 //! `herald-config` parses `subscribers/*.toml` into these types; nothing downstream ever sees a
 //! raw string duration or an unchecked limit. Secrets are [`Secret`]s, so deriving `Debug` here is
-//! safe.
+//! safe; the two types holding a [`Url`] print it as a [`DisplayUrl`] (no query, no user info).
 
+use std::fmt;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
 use url::Url;
 
-use crate::{Secret, SubscriberId};
+use crate::{DisplayUrl, Secret, SubscriberId, UnixMillis};
 
 /// The most requests a subscriber may have in flight at once (`max_in_flight` upper bound).
 pub const MAX_IN_FLIGHT_LIMIT: u32 = 500;
@@ -20,7 +21,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_IN_FLIGHT: u32 = 50;
 
 /// Everything Herald knows about one subscriber.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct SubscriberConfig {
     /// The subscriber's id (default: the config file's stem).
     pub id: SubscriberId,
@@ -44,6 +45,24 @@ pub struct SubscriberConfig {
     pub throttle: ThrottleConfig,
     /// Optional requests-per-second cap.
     pub rate_limit: Option<RateLimitConfig>,
+}
+
+impl fmt::Debug for SubscriberConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SubscriberConfig")
+            .field("id", &self.id)
+            .field("url", &DisplayUrl::new(&self.url))
+            .field("events", &self.events)
+            .field("timeout", &self.timeout)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("headers", &self.headers)
+            .field("retry", &self.retry)
+            .field("auth", &self.auth)
+            .field("signing", &self.signing)
+            .field("throttle", &self.throttle)
+            .field("rate_limit", &self.rate_limit)
+            .finish()
+    }
 }
 
 impl SubscriberConfig {
@@ -126,7 +145,7 @@ impl Default for RetryPolicy {
 }
 
 /// Outbound authentication of a subscriber.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub enum AuthConfig {
     /// No auth header.
     None,
@@ -155,14 +174,76 @@ pub enum AuthConfig {
     },
 }
 
+impl fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::None => f.write_str("None"),
+            Self::Basic { credentials } => f
+                .debug_struct("Basic")
+                .field("credentials", credentials)
+                .finish(),
+            Self::ApiKey { header, value } => f
+                .debug_struct("ApiKey")
+                .field("header", header)
+                .field("value", value)
+                .finish(),
+            Self::OAuth2 {
+                token_url,
+                client_id,
+                client_secret,
+                scopes,
+            } => f
+                .debug_struct("OAuth2")
+                .field("token_url", &DisplayUrl::new(token_url))
+                .field("client_id", client_id)
+                .field("client_secret", client_secret)
+                .field("scopes", scopes)
+                .finish(),
+        }
+    }
+}
+
 /// Payload signing of a subscriber.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SigningConfig {
     /// The scheme.
     pub scheme: SigningScheme,
-    /// One or more secrets; during rotation every secret signs and the signatures are
-    /// space-separated.
-    pub secrets: Vec<Secret>,
+    /// One or more secrets; during rotation every secret that has not expired signs and the
+    /// signatures are space-separated, in this order.
+    pub secrets: Vec<SigningSecret>,
+}
+
+/// One `[signing] secret` and the instant after which it stops signing, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningSecret {
+    /// The secret.
+    pub secret: Secret,
+    /// `not_after`: the secret signs messages whose `webhook-timestamp` is at or before this
+    /// instant (compared in whole seconds), and none after it. `None`: it never expires.
+    pub not_after: Option<UnixMillis>,
+}
+
+impl SigningSecret {
+    /// A secret that never expires.
+    pub fn new(secret: impl Into<Box<str>>) -> Self {
+        Self {
+            secret: Secret::new(secret),
+            not_after: None,
+        }
+    }
+
+    /// A secret that stops signing after `not_after`.
+    pub fn until(secret: impl Into<Box<str>>, not_after: UnixMillis) -> Self {
+        Self {
+            secret: Secret::new(secret),
+            not_after: Some(not_after),
+        }
+    }
+
+    /// Whether the secret has expired at `now` (strictly after its `not_after`).
+    pub fn is_expired_at(&self, now: UnixMillis) -> bool {
+        self.not_after.is_some_and(|limit| now > limit)
+    }
 }
 
 /// A signing scheme.
@@ -241,5 +322,47 @@ mod tests {
         };
         let printed = format!("{auth:?}");
         assert!(!printed.contains("s3cr3t-value"), "{printed}");
+    }
+
+    #[test]
+    fn signing_secret_expiry_is_inclusive_and_redacted() {
+        let forever = SigningSecret::new("whsec_forever");
+        assert!(!forever.is_expired_at(UnixMillis(u64::MAX)));
+        let old = SigningSecret::until("whsec_old", UnixMillis(1_000));
+        assert!(!old.is_expired_at(UnixMillis(999)));
+        assert!(!old.is_expired_at(UnixMillis(1_000)));
+        assert!(old.is_expired_at(UnixMillis(1_001)));
+        let printed = format!("{old:?}");
+        assert!(!printed.contains("whsec_old"), "{printed}");
+    }
+
+    #[test]
+    fn debug_shows_urls_without_query_or_user_info() {
+        let auth = AuthConfig::OAuth2 {
+            token_url: Url::parse("https://idp.example/token?tenant_key=TOKMARK").unwrap(),
+            client_id: "client".into(),
+            client_secret: Secret::new("s3cr3t-value"),
+            scopes: vec!["a".into()],
+        };
+        let config = SubscriberConfig {
+            auth,
+            ..SubscriberConfig::new(
+                SubscriberId::new("acme").unwrap(),
+                Url::parse("https://u:PASSMARK@hooks.example/in?token=URLMARK").unwrap(),
+            )
+        };
+        let printed = format!("{config:?} {config:#?}");
+        for secret in ["TOKMARK", "PASSMARK", "URLMARK", "s3cr3t-value"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+        assert!(
+            printed.contains("\"https://hooks.example/in\""),
+            "{printed}"
+        );
+        assert!(
+            printed.contains("\"https://idp.example/token\""),
+            "{printed}"
+        );
+        assert!(printed.contains("client_id: \"client\""), "{printed}");
     }
 }

@@ -156,7 +156,9 @@ impl Endpoint {
     /// outlast this.
     pub fn max_attempt_duration(&self) -> Duration {
         let one = if self.refreshable {
-            self.timeout.min(MAX_TOKEN_TIMEOUT) + self.timeout
+            self.timeout
+                .min(MAX_TOKEN_TIMEOUT)
+                .saturating_add(self.timeout)
         } else {
             self.timeout
         };
@@ -249,7 +251,7 @@ impl Endpoint {
                 std::mem::take(&mut headers)
             };
             // The subscriber's timeout runs from here to the last body byte read.
-            let deadline = Instant::now() + self.timeout;
+            let deadline = outcome::deadline_after(Instant::now(), self.timeout);
             let mut http_request = http::Request::new(Body::new(request.payload.clone()));
             *http_request.method_mut() = Method::POST;
             *http_request.uri_mut() = self.uri.clone();

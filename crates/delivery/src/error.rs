@@ -94,6 +94,17 @@ pub enum DeliveryError {
         subscriber: String,
     },
 
+    /// Every signing secret of the subscriber is past its `not_after`: the attempt is not sent,
+    /// because an unsigned or expired-key delivery is what the rotation was meant to stop.
+    #[error(
+        "subscriber {subscriber}: every signing secret is past its not_after, so nothing is sent; \
+         add a new secret to [signing] and reload"
+    )]
+    SigningSecretsExpired {
+        /// The subscriber.
+        subscriber: String,
+    },
+
     /// The shared HTTP client could not be built (TLS backend initialisation).
     #[error("could not build the HTTP client: {0}")]
     Client(String),

@@ -14,84 +14,19 @@
 
 use std::fmt;
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use herald_core::{blocked_range, BlockedRange};
 use hyper_util::client::legacy::connect::dns::Name;
 use url::{Host, Url};
 
 /// Why `ip` must not be dialled (e.g. `"a loopback address"`), or `None` when it is a public
-/// address.
+/// address. The classification is herald-core's [`blocked_range`], the one the config loader
+/// also uses for literal addresses.
 pub fn blocked_reason(ip: IpAddr) -> Option<&'static str> {
-    match ip {
-        IpAddr::V4(v4) => v4_reason(v4),
-        IpAddr::V6(v6) => v6_reason(v6),
-    }
-}
-
-fn v4_reason(ip: Ipv4Addr) -> Option<&'static str> {
-    let [a, b, c, _] = ip.octets();
-    let reason = match (a, b, c) {
-        _ if ip.is_unspecified() => "an unspecified address",
-        _ if ip.is_broadcast() => "a broadcast address",
-        (0, _, _) => "a \"this network\" address (0.0.0.0/8)",
-        (127, _, _) => "a loopback address",
-        (10, _, _) => "a private address",
-        (172, 16..=31, _) => "a private address",
-        (192, 168, _) => "a private address",
-        (169, 254, _) => "a link-local address",
-        (100, 64..=127, _) => "a shared (CGNAT) address",
-        (192, 0, 0) => "an IETF protocol assignment address",
-        (192, 0, 2) | (198, 51, 100) | (203, 0, 113) => "a documentation address",
-        (198, 18..=19, _) => "a benchmarking address",
-        (224..=239, _, _) => "a multicast address",
-        (240..=255, _, _) => "a reserved address",
-        _ => return None,
-    };
-    Some(reason)
-}
-
-fn v6_reason(ip: Ipv6Addr) -> Option<&'static str> {
-    if let Some(v4) = embedded_v4(ip) {
-        return v4_reason(v4);
-    }
-    let s = ip.segments();
-    let reason = match s[0] {
-        _ if ip.is_unspecified() => "an unspecified address",
-        _ if ip.is_loopback() => "a loopback address",
-        // ::/96 (IPv4-compatible, deprecated) other than :: and ::1, handled above.
-        0 if s[1..6] == [0; 5] => "a reserved address",
-        0x0100 if s[1..4] == [0; 3] => "a discard-only address",
-        0x2001 if s[1] == 0x0db8 => "a documentation address",
-        0x3fff if s[1] <= 0x0fff => "a documentation address",
-        x if x & 0xfe00 == 0xfc00 => "a unique-local address",
-        x if x & 0xffc0 == 0xfe80 => "a link-local address",
-        x if x & 0xffc0 == 0xfec0 => "a site-local address",
-        x if x & 0xff00 == 0xff00 => "a multicast address",
-        _ => return None,
-    };
-    Some(reason)
-}
-
-/// The IPv4 address carried inside an IPv6 one, for the forms that route to it: IPv4-mapped
-/// (`::ffff:a.b.c.d`), IPv4-compatible (`::a.b.c.d`), NAT64 (`64:ff9b::a.b.c.d`) and 6to4
-/// (`2002:aabb:ccdd::`).
-fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
-    let s = ip.segments();
-    let tail = || Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
-    match s {
-        [0, 0, 0, 0, 0, 0xffff, _, _] => Some(tail()),
-        [0, 0, 0, 0, 0, 0, hi, _] if hi != 0 => Some(tail()),
-        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Some(tail()),
-        [0x2002, hi, lo, ..] => Some(Ipv4Addr::new(
-            (hi >> 8) as u8,
-            hi as u8,
-            (lo >> 8) as u8,
-            lo as u8,
-        )),
-        _ => None,
-    }
+    blocked_range(ip).map(BlockedRange::description)
 }
 
 /// A refused target: the text is what an attempt reports.

@@ -18,6 +18,9 @@ pub const MAX_DRAINED_BODY: u64 = 4 * 1024;
 /// The longest `Retry-After` honoured: a receiver cannot park a delivery for more than a day.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// Stands in for "never" when a deadline would overflow the clock (what tokio does too).
+const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
+
 /// Error texts are cut to this many characters.
 const MAX_ERROR_CHARS: usize = 200;
 
@@ -66,11 +69,22 @@ pub(crate) fn retry_after(
         .trim();
     let delay = if let Ok(secs) = text.parse::<u64>() {
         Duration::from_secs(secs)
+    } else if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        // More seconds than a u64 holds (`10^20`): as long as it gets, i.e. the cap.
+        MAX_RETRY_AFTER
     } else {
         let at = httpdate::parse_http_date(text).ok()?;
         at.duration_since(now).unwrap_or(Duration::ZERO)
     };
     Some(delay.min(MAX_RETRY_AFTER))
+}
+
+/// `now + after` on the monotonic clock, without ever panicking: a sum past what the clock can
+/// represent becomes a deadline 30 years away (in effect, none).
+pub(crate) fn deadline_after(now: tokio::time::Instant, after: Duration) -> tokio::time::Instant {
+    now.checked_add(after)
+        .or_else(|| now.checked_add(FAR_FUTURE))
+        .unwrap_or(now)
 }
 
 /// Reads and discards at most [`MAX_DRAINED_BODY`] bytes of the body, so a small response lets
@@ -254,6 +268,20 @@ mod tests {
             retry_after(tmr, &with_retry_after("99999999999"), now),
             Some(MAX_RETRY_AFTER)
         );
+        assert_eq!(
+            retry_after(tmr, &with_retry_after("100000000000000000000"), now),
+            Some(MAX_RETRY_AFTER),
+            "10^20 seconds does not fit a u64: it is the cap, not ignored"
+        );
+        let far = "Fri, 31 Dec 9999 23:59:59 GMT";
+        assert_eq!(
+            retry_after(tmr, &with_retry_after(far), now),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(
+            retry_after(tmr, &with_retry_after("Mon, 99 Foo 2024 25:61:61 GMT"), now),
+            None
+        );
         assert_eq!(retry_after(tmr, &with_retry_after("soon"), now), None);
         assert_eq!(retry_after(tmr, &with_retry_after("-5"), now), None);
         assert_eq!(retry_after(tmr, &HeaderMap::new(), now), None);
@@ -266,6 +294,17 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn deadlines_never_overflow_the_clock() {
+        let now = tokio::time::Instant::now();
+        assert_eq!(
+            deadline_after(now, Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
+        assert_eq!(deadline_after(now, Duration::MAX), now + FAR_FUTURE);
+        assert!(deadline_after(now, Duration::from_secs(u64::MAX / 2)) > now);
     }
 
     #[test]

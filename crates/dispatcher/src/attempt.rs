@@ -1,7 +1,22 @@
 //! One attempt of one delivery: send, decide the outcome, record it, feed the throttle.
+//!
+//! Whatever happens, the attempt task ends with its delivery recorded or given back (never left
+//! in flight while the process lives):
+//!
+//! - the outcome is recorded by [`record_or_release`]: the store call is retried after 50, 200
+//!   and 1000 ms, and if it still fails the delivery is released, due now;
+//! - a panic anywhere in the attempt (an auth provider, the store, …) is caught at the task's
+//!   edge ([`run`]): it is counted in `herald_attempt_panics_total{subscriber}`, logged at
+//!   error level with the subscriber and delivery id, and the delivery is released, due
+//!   [`PANIC_RELEASE_DELAY`] later (so a delivery that panics every time costs one panic a
+//!   second, not a hot loop); the dispatcher keeps running.
 
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use herald_core::{AttemptRecord, ClaimedDelivery, Outcome, StoreError, UnixMillis};
 use herald_delivery::{retry, AttemptRequest, AttemptResult, Verdict};
 use tracing::Instrument;
@@ -12,12 +27,51 @@ use crate::Shared;
 /// The reason recorded when a subscriber answers `410 Gone`.
 pub const GONE_REASON: &str = "endpoint answered 410 Gone (retired); resume to deliver again";
 
+/// Pauses before each new try of a failed store write (recording an outcome, releasing).
+const STORE_RETRY_BACKOFF: [Duration; 3] = [
+    Duration::from_millis(50),
+    Duration::from_millis(200),
+    Duration::from_millis(1000),
+];
+
+/// After [`STORE_RETRY_BACKOFF`], a release that keeps failing is tried this often until it
+/// works or shutdown's grace runs out: a lease lives in memory only, so giving up would strand
+/// the delivery until a restart.
+const RELEASE_RETRY_EVERY: Duration = Duration::from_secs(5);
+
+/// A delivery whose attempt panicked is due again this much later.
+const PANIC_RELEASE_DELAY: Duration = Duration::from_secs(1);
+
+/// Runs one attempt as its own task. A panic inside it is caught here, so that its delivery is
+/// released instead of staying in flight until a restart.
 pub(crate) async fn run(
     sub: Arc<Subscriber>,
     settings: Arc<Settings>,
     shared: Arc<Shared>,
     delivery: ClaimedDelivery,
-    _slot: InFlightGuard,
+    slot: InFlightGuard,
+) {
+    let attempt = attempt(&sub, &settings, &shared, &delivery);
+    if let Err(panic) = AssertUnwindSafe(attempt).catch_unwind().await {
+        sub.metrics.panics.increment(1);
+        tracing::error!(
+            subscriber = %sub.id,
+            delivery_id = %delivery.id,
+            attempt = delivery.attempt,
+            panic = panic_message(&*panic),
+            "attempt task panicked; releasing its delivery"
+        );
+        let due = UnixMillis::now().plus(PANIC_RELEASE_DELAY);
+        release_with_retries(&shared, &delivery, due).await;
+    }
+    drop(slot);
+}
+
+async fn attempt(
+    sub: &Subscriber,
+    settings: &Settings,
+    shared: &Shared,
+    delivery: &ClaimedDelivery,
 ) {
     // The span is at debug level so that a busy daemon logging at info pays nothing per
     // delivery; the failure events below carry the same fields themselves.
@@ -39,7 +93,7 @@ pub(crate) async fn run(
             r = settings.endpoint.attempt(request) => r,
             () = shared.hard_stop.cancelled() => {
                 // Shutdown grace ran out: give the lease back, the next start sends it again.
-                release(&shared, &delivery).await;
+                release(shared, delivery).await;
                 return;
             }
         };
@@ -53,7 +107,7 @@ pub(crate) async fn run(
             .attempt_seconds
             .record(result.duration.as_secs_f64());
 
-        let outcome = decide(&sub, &settings, &shared, &delivery, &result, duration_ms).await;
+        let outcome = decide(sub, settings, shared, delivery, &result, duration_ms).await;
         let success = matches!(result.verdict, Verdict::Success);
         let record = AttemptRecord {
             attempt: delivery.attempt,
@@ -62,30 +116,106 @@ pub(crate) async fn run(
             error: result.error,
             duration_ms,
         };
-        match shared
-            .store
-            .finish_attempt(delivery.id, delivery.lease, record, outcome)
-            .await
-        {
-            Ok(()) => {}
-            Err(StoreError::LeaseLost(_)) => {
-                // The lease expired and the delivery was claimed again: the newer lease owns
-                // it now, and this outcome is dropped (fencing).
-                tracing::warn!(
-                    subscriber = %sub.id, delivery_id = %delivery.id,
-                    "attempt outcome dropped: the lease was lost (it expired and the delivery was claimed again)"
-                );
-            }
-            Err(e) => {
-                // The lease stays until it expires; then the delivery is claimable again
-                // (at-least-once).
-                tracing::error!(error = %e, "recording the attempt failed");
-            }
-        }
+        record_or_release(shared, delivery, record, outcome).await;
         sub.record_outcome(success);
     }
     .instrument(span)
     .await;
+}
+
+/// Records the attempt; a failed store write is tried again after each pause of
+/// [`STORE_RETRY_BACKOFF`], and if it never works the delivery is released (due now) so it is
+/// attempted again instead of staying in flight until a restart. A lost lease is final: the
+/// lease expired and the delivery was claimed again, so the newer lease owns it and this
+/// outcome is dropped (fencing), never retried or released.
+async fn record_or_release(
+    shared: &Shared,
+    delivery: &ClaimedDelivery,
+    record: AttemptRecord,
+    outcome: Outcome,
+) {
+    let mut pauses = STORE_RETRY_BACKOFF.iter();
+    let error = loop {
+        match shared
+            .store
+            .finish_attempt(delivery.id, delivery.lease, record.clone(), outcome)
+            .await
+        {
+            Ok(()) => return,
+            Err(StoreError::LeaseLost(_)) => {
+                tracing::warn!(
+                    delivery_id = %delivery.id,
+                    "attempt outcome dropped: the lease was lost (it expired and the delivery was claimed again)"
+                );
+                return;
+            }
+            Err(e) if is_permanent(&e) => break e,
+            Err(e) => match pauses.next() {
+                Some(pause) => {
+                    tracing::warn!(delivery_id = %delivery.id, error = %e, retry_in_ms = pause.as_millis() as u64,
+                        "recording the attempt failed; trying again");
+                    tokio::time::sleep(*pause).await;
+                }
+                None => break e,
+            },
+        }
+    };
+    tracing::error!(delivery_id = %delivery.id, error = %error,
+        "recording the attempt failed; releasing the delivery to attempt it again");
+    release_with_retries(shared, delivery, UnixMillis::now()).await;
+}
+
+/// Gives a claimed delivery back, due at `due`, trying again until it works: after each pause
+/// of [`STORE_RETRY_BACKOFF`], then every [`RELEASE_RETRY_EVERY`] until shutdown's grace is
+/// over.
+async fn release_with_retries(shared: &Shared, delivery: &ClaimedDelivery, due: UnixMillis) {
+    let mut pauses = STORE_RETRY_BACKOFF.iter();
+    loop {
+        let error = match shared.store.release(delivery.id, delivery.lease, due).await {
+            Ok(()) => return,
+            Err(StoreError::LeaseLost(_)) => {
+                tracing::warn!(delivery_id = %delivery.id, "release dropped: the lease was already lost");
+                return;
+            }
+            Err(e) => e,
+        };
+        if is_permanent(&error) {
+            // Not found, or not leased: nothing of it is in flight any more.
+            tracing::error!(delivery_id = %delivery.id, error = %error, "releasing a lease failed");
+            return;
+        }
+        let pause = pauses.next().copied().unwrap_or(RELEASE_RETRY_EVERY);
+        tracing::error!(delivery_id = %delivery.id, error = %error, retry_in_ms = pause.as_millis() as u64,
+            "releasing a lease failed; trying again");
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = shared.hard_stop.cancelled() => {
+                tracing::error!(delivery_id = %delivery.id, "shutting down with a lease not released; it is recovered at the next start");
+                return;
+            }
+        }
+    }
+}
+
+/// Store errors that trying again cannot fix: the delivery is gone, not in flight (or leased
+/// under another token), or the store is closed (shutdown).
+fn is_permanent(error: &StoreError) -> bool {
+    matches!(
+        error,
+        StoreError::NotFound(_)
+            | StoreError::InvalidState { .. }
+            | StoreError::LeaseLost(_)
+            | StoreError::Closed
+    )
+}
+
+/// The text of a panic's payload (`panic!("…")` carries a `&str` or a `String`).
+fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(not a string)")
 }
 
 async fn decide(
@@ -154,7 +284,8 @@ async fn decide(
     }
 }
 
-/// Gives a claimed delivery back, due now.
+/// Gives a claimed delivery back, due now (one try: the pump's and shutdown's paths; a lease
+/// that is not released expires and the delivery becomes claimable again).
 pub(crate) async fn release(shared: &Shared, delivery: &ClaimedDelivery) {
     match shared
         .store

@@ -42,7 +42,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use herald_core::{
-    DeliveryId, DeliveryRecord, DeliveryStore, EnqueueReceipt, NewEvent, QueueCounts,
+    DeliveryId, DeliveryRecord, DeliveryStore, DisplayUrl, EnqueueReceipt, NewEvent, QueueCounts,
     ReplayRequest, ReplayResult, StoreError, StoreListener, SubscriberConfig, SubscriberId,
     UnixMillis,
 };
@@ -81,8 +81,8 @@ pub enum DispatchError {
 pub struct SubscriberStats {
     /// Subscriber id.
     pub id: SubscriberId,
-    /// Endpoint URL.
-    pub url: String,
+    /// Endpoint URL as shown: no query string, no user info (deliveries use the full URL).
+    pub url: DisplayUrl,
     /// Configured event types (`["*"]` for all).
     pub events: Vec<String>,
     /// Configured cap.
@@ -357,7 +357,7 @@ impl Dispatcher {
         let settings = sub.settings();
         Ok(SubscriberStats {
             id: sub.id.clone(),
-            url: settings.config.url.to_string(),
+            url: DisplayUrl::new(&settings.config.url),
             events: settings.config.events.to_vec(),
             max_in_flight: settings.config.max_in_flight,
             effective_limit: sub.effective_limit(),

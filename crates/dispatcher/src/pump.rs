@@ -81,7 +81,12 @@ pub(crate) async fn run(sub: Arc<Subscriber>, shared: Arc<Shared>) {
             (limit - in_flight).min(CLAIM_BATCH)
         };
         let now = UnixMillis::now();
-        let lease_until = now.plus(settings.endpoint.max_attempt_duration() + LEASE_MARGIN);
+        let lease_until = now.plus(
+            settings
+                .endpoint
+                .max_attempt_duration()
+                .saturating_add(LEASE_MARGIN),
+        );
         let request = ClaimRequest {
             subscriber: &sub.id,
             now,

@@ -9,11 +9,11 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use herald_core::{SubscriberConfig, SubscriberId};
 use herald_delivery::{Endpoint, HttpClient};
 use metrics::{Counter, Histogram};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::throttle::Throttle;
+use crate::throttle::SharedThrottle;
 use crate::DispatchError;
 
 /// What a subscriber's pump and attempts read, swapped whole on reload.
@@ -62,6 +62,8 @@ pub(crate) struct SubscriberMetrics {
     pub(crate) retried: Counter,
     pub(crate) dead: Counter,
     pub(crate) gone: Counter,
+    /// Attempt tasks that panicked (their deliveries were released).
+    pub(crate) panics: Counter,
     pub(crate) attempt_seconds: Histogram,
 }
 
@@ -73,6 +75,7 @@ impl SubscriberMetrics {
             retried: outcome("retry"),
             dead: outcome("dead"),
             gone: outcome("gone"),
+            panics: metrics::counter!("herald_attempt_panics_total", "subscriber" => id.to_string()),
             attempt_seconds: metrics::histogram!(
                 "herald_attempt_duration_seconds",
                 "subscriber" => id.to_string()
@@ -86,8 +89,8 @@ impl SubscriberMetrics {
 pub(crate) struct Subscriber {
     pub(crate) id: SubscriberId,
     settings: RwLock<Arc<Settings>>,
-    throttle: Mutex<Throttle>,
-    effective_limit: AtomicU32,
+    /// The throttle and its published effective limit.
+    throttle: SharedThrottle,
     in_flight: AtomicU32,
     paused: RwLock<Option<String>>,
     /// Wakes the pump: new work, freed capacity, resume, reload.
@@ -107,12 +110,11 @@ impl Subscriber {
     ) -> Arc<Self> {
         let id = settings.config.id.clone();
         let max = settings.config.max_in_flight;
-        let throttle = Throttle::new(settings.config.throttle.clone(), max, Instant::now());
+        let throttle = SharedThrottle::new(settings.config.throttle.clone(), max, Instant::now());
         Arc::new(Self {
             metrics: SubscriberMetrics::new(&id),
             id,
-            effective_limit: AtomicU32::new(throttle.limit()),
-            throttle: Mutex::new(throttle),
+            throttle,
             settings: RwLock::new(settings),
             in_flight: AtomicU32::new(0),
             paused: RwLock::new(paused),
@@ -128,22 +130,17 @@ impl Subscriber {
 
     /// Swaps in reloaded settings; in-flight attempts keep the settings they started with.
     pub(crate) fn replace_settings(&self, settings: Arc<Settings>) {
-        let limit = {
-            let mut t = self.throttle.lock();
-            t.reconfigure(
-                settings.config.throttle.clone(),
-                settings.config.max_in_flight,
-                Instant::now(),
-            );
-            t.limit()
-        };
+        self.throttle.reconfigure(
+            settings.config.throttle.clone(),
+            settings.config.max_in_flight,
+            Instant::now(),
+        );
         *self.settings.write() = settings;
-        self.effective_limit.store(limit, Ordering::Release);
         self.wake.notify_one();
     }
 
     pub(crate) fn effective_limit(&self) -> u32 {
-        self.effective_limit.load(Ordering::Acquire)
+        self.throttle.limit()
     }
 
     pub(crate) fn in_flight(&self) -> u32 {
@@ -151,13 +148,12 @@ impl Subscriber {
     }
 
     pub(crate) fn error_rate(&self) -> f64 {
-        self.throttle.lock().error_rate(Instant::now())
+        self.throttle.error_rate(Instant::now())
     }
 
     /// Feeds one attempt's outcome to the throttle.
     pub(crate) fn record_outcome(&self, success: bool) {
-        let limit = self.throttle.lock().record(success, Instant::now());
-        let before = self.effective_limit.swap(limit, Ordering::AcqRel);
+        let (before, limit) = self.throttle.record(success, Instant::now());
         if before != limit {
             tracing::info!(subscriber = %self.id, from = before, to = limit, "effective concurrency limit changed");
         }

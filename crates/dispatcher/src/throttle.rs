@@ -13,9 +13,11 @@
 //! probes with a single request at a time; once its endpoint heals, the failures age out of the
 //! window and the limit climbs back in ten steps.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use herald_core::ThrottleConfig;
+use parking_lot::Mutex;
 
 /// Buckets per window; also the number of steps per window.
 pub(crate) const BUCKETS: usize = 10;
@@ -144,9 +146,91 @@ impl Throttle {
     }
 }
 
+/// A subscriber's throttle as its attempts share it: the controller behind a lock, and its limit
+/// published for lock-free reads by the pump.
+///
+/// The limit is published while the lock is held, so publications happen in the order the
+/// limits were computed: two completions can never leave an older limit published over a newer
+/// one (which happened when the limit was stored after the lock was released).
+#[derive(Debug)]
+pub(crate) struct SharedThrottle {
+    state: Mutex<Throttle>,
+    published: AtomicU32,
+}
+
+impl SharedThrottle {
+    pub(crate) fn new(config: ThrottleConfig, max: u32, now: Instant) -> Self {
+        let throttle = Throttle::new(config, max, now);
+        Self {
+            published: AtomicU32::new(throttle.limit()),
+            state: Mutex::new(throttle),
+        }
+    }
+
+    /// The published limit (no lock).
+    pub(crate) fn limit(&self) -> u32 {
+        self.published.load(Ordering::Acquire)
+    }
+
+    /// The failure share over the window ending at `now`.
+    pub(crate) fn error_rate(&self, now: Instant) -> f64 {
+        self.state.lock().error_rate(now)
+    }
+
+    /// Records one outcome; returns the published limit before and after.
+    pub(crate) fn record(&self, success: bool, now: Instant) -> (u32, u32) {
+        let mut state = self.state.lock();
+        let limit = state.record(success, now);
+        let before = self.published.swap(limit, Ordering::AcqRel);
+        drop(state);
+        (before, limit)
+    }
+
+    /// [`Throttle::reconfigure`], published under the lock; returns the new limit.
+    pub(crate) fn reconfigure(&self, config: ThrottleConfig, max: u32, now: Instant) -> u32 {
+        let mut state = self.state.lock();
+        state.reconfigure(config, max, now);
+        let limit = state.limit();
+        self.published.store(limit, Ordering::Release);
+        limit
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// Threads completing attempts at once: whatever the interleaving, the published limit is
+    /// the controller's current limit when they are done, and each thread sees the limits it
+    /// published in the order they were computed.
+    #[test]
+    fn the_published_limit_is_never_older_than_the_controllers() {
+        let config = ThrottleConfig {
+            error_rate: 0.5,
+            window: Duration::from_millis(10),
+            min_requests: 1,
+        };
+        for round in 0..50 {
+            let shared =
+                std::sync::Arc::new(SharedThrottle::new(config.clone(), 500, Instant::now()));
+            let threads: Vec<_> = (0..4)
+                .map(|t| {
+                    let shared = std::sync::Arc::clone(&shared);
+                    std::thread::spawn(move || {
+                        for i in 0..2_000u32 {
+                            shared.record((i / 50 + t) % 3 == 0, Instant::now());
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            let controller = shared.state.lock().limit();
+            assert_eq!(shared.limit(), controller, "round {round}");
+        }
+    }
 
     fn config() -> ThrottleConfig {
         ThrottleConfig {

@@ -13,19 +13,35 @@
 //! # What a `202` promises, and when we fsync
 //!
 //! [`enqueue`](herald_core::DeliveryStore::enqueue) writes to sled's in-memory log, then waits
-//! for the group commit: it returns once a flush (sled `flush`: write + fsync of the log) that
-//! *started after the writes* has completed. A dedicated thread runs the flushes; every caller
-//! that arrives while one runs waits for the next one, so N concurrent requests cost about two
-//! fsyncs (group commit). [`sync`](herald_core::DeliveryStore::sync) is the same barrier on its
-//! own. When `enqueue` returns `Ok` (and only then does the API answer `202`), the event, its
-//! payload and one pending delivery per subscriber survive `SIGKILL` or power loss. Disk full
-//! surfaces as [`StoreError::Full`](herald_core::StoreError::Full) and nothing is acknowledged.
-//! Pauses (`set_paused`) wait for the same barrier.
+//! for the group commit: it returns once a flush that *started after the writes* has completed
+//! (sled's `flush` followed by a real `fdatasync`/`fsync`, see `commit.rs`'s `Barrier`). A
+//! dedicated thread runs the flushes; every caller that arrives while one runs waits for the next
+//! one, so N concurrent requests cost about two fsyncs (group commit).
+//! [`sync`](herald_core::DeliveryStore::sync) is the same barrier on its own. When `enqueue`
+//! returns `Ok` (and only then does the API answer `202`), the event, its payload and one pending
+//! delivery per subscriber survive `SIGKILL`, a kernel crash or a power loss. Disk full surfaces
+//! as [`StoreError::Full`](herald_core::StoreError::Full) and nothing is acknowledged. Pauses
+//! (`set_paused`) wait for the same barrier.
 //!
-//! Attempt results, releases and redrives are *not* fsync'd one by one: sled's background flush
-//! (every [`SledOptions::flush_every_ms`], default 500 ms) and the next group commit carry them.
-//! A crash can therefore forget the last moments of state changes. That only ever makes work
-//! happen again, never disappear. A claim writes only its `c` index record (see below).
+//! **What one flush does.** sled 0.34's own `flush` is not an fsync on Linux: it writes its log
+//! with `pwrite` and `sync_file_range`, which neither flushes the file's metadata nor the
+//! device's write cache (only sled's background thread fsyncs, every `flush_every_ms`). So each
+//! flush generation runs sled's `flush` and then a real barrier of our own: `fdatasync` of
+//! sled's log file `db`, `fsync` of every file sled created or grew in `blobs/` (values too large
+//! for a log segment, written by sled without any fsync) and of any directory whose entries
+//! changed (new blobs, renamed snapshots). Opening a store fsyncs `conf`, `blobs/`, the store
+//! directory and its parent, which sled creates without fsync. The shutdown flush
+//! ([`SledStore::flush_blocking`], the final flush on drop) runs the same barrier. Under load it
+//! is one `fdatasync` per generation, shared by every waiter.
+//!
+//! **State changes nobody waits for ride the group commit.** Attempt results, releases,
+//! redrives, retries of dead deliveries and pauses ask for the next flush generation without
+//! waiting for it (a "make this durable soon"); the flush thread, which runs anyway under load,
+//! carries them within about one flush (a few milliseconds), and no ingest waits longer because
+//! of them. A `SIGKILL` thus forgets only the outcomes of roughly the last flush, not the last
+//! `flush_every_ms`. Claims are not flushed: on disk a claimed delivery stays pending, which is
+//! what a restart must find. What a crash forgets only ever makes work happen again, never
+//! disappear.
 //!
 //! # At-least-once
 //!

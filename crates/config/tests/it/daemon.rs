@@ -191,3 +191,32 @@ fn an_unreadable_daemon_file_is_named() {
     assert_has(&errors, "/nonexistent/herald.toml", "", "cannot be read");
     assert!(std::error::Error::source(&errors).is_none());
 }
+
+/// Daemon durations are bounded too: the bound loads, one second more names file and key.
+#[test]
+fn every_duration_is_bounded() {
+    for (section, name, bound, over) in [
+        ("storage", "retention", "3650d", "315360001s"),
+        ("shutdown", "grace", "1h", "3601s"),
+    ] {
+        let config = Fixture::new(&format!("[{section}]\n{name} = \"{bound}\"\n"))
+            .load()
+            .unwrap();
+        let got = match name {
+            "retention" => config.storage.retention,
+            _ => config.shutdown.grace,
+        };
+        assert_eq!(got, humantime::parse_duration(bound).unwrap(), "{name}");
+        for value in [over, "300000000000y"] {
+            let errors = Fixture::new(&format!("[{section}]\n{name} = \"{value}\"\n"))
+                .load()
+                .unwrap_err();
+            assert_has(
+                &errors,
+                "herald.toml",
+                &format!("{section}.{name}"),
+                &format!("must be at most {bound}"),
+            );
+        }
+    }
+}

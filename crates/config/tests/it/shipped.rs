@@ -84,5 +84,5 @@ fn config_local_loads_with_an_empty_environment() {
     assert_eq!(receiver.events, EventFilter::All);
     let signing = receiver.signing.as_ref().unwrap();
     assert_eq!(signing.scheme, SigningScheme::StandardWebhooks);
-    assert!(signing.secrets[0].expose().starts_with("whsec_"));
+    assert!(signing.secrets[0].secret.expose().starts_with("whsec_"));
 }

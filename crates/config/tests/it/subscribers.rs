@@ -778,3 +778,40 @@ fn a_newline_in_a_value_stays_on_the_error_line() {
     assert_eq!(text.lines().count(), errors.len(), "{text}");
     assert!(text.lines().all(|l| l.contains("acme.toml")), "{text}");
 }
+
+/// Every subscriber duration has a maximum: the bound itself loads, one second more is an
+/// error naming the file and the key (`timeout = "300000000000y"` used to load and then panic
+/// the first attempt on `Instant::now() + timeout`).
+#[test]
+fn every_duration_is_bounded() {
+    for (key, section, bound, over) in [
+        ("timeout", "", "10m", "601s"),
+        ("retry.initial_interval", "[retry]\n", "1d", "86401s"),
+        ("retry.max_interval", "[retry]\n", "7d", "604801s"),
+        ("retry.max_age", "[retry]\n", "365d", "31536001s"),
+        ("throttle.window", "[throttle]\n", "1h", "3601s"),
+    ] {
+        let name = key.rsplit('.').next().unwrap();
+        // max_interval must not be shorter than initial_interval: keep the pair consistent.
+        let pair = if key == "retry.initial_interval" {
+            "max_interval = \"7d\"\n"
+        } else {
+            ""
+        };
+        let at = format!("{MINIMAL}{section}{pair}{name} = \"{bound}\"\n");
+        let loaded = sub_ok(&at);
+        let expected = humantime::parse_duration(bound).unwrap();
+        let got = match key {
+            "timeout" => loaded.timeout,
+            "retry.initial_interval" => loaded.retry.initial_interval,
+            "retry.max_interval" => loaded.retry.max_interval,
+            "retry.max_age" => loaded.retry.max_age.unwrap(),
+            _ => loaded.throttle.window,
+        };
+        assert_eq!(got, expected, "{key}");
+        for value in [over, "300000000000y"] {
+            let text = format!("{MINIMAL}{section}{pair}{name} = \"{value}\"\n");
+            sub_err(&text, key, &format!("must be at most {bound}"));
+        }
+    }
+}

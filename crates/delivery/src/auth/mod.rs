@@ -26,7 +26,7 @@ mod basic;
 mod none;
 mod oauth2;
 
-pub use self::oauth2::{OAuth2ClientCredentials, MAX_TOKEN_TIMEOUT};
+pub use self::oauth2::{OAuth2ClientCredentials, MAX_TOKEN_LIFETIME, MAX_TOKEN_TIMEOUT};
 pub use api_key::ApiKeyAuth;
 pub use basic::BasicAuth;
 pub use none::NoAuth;

@@ -10,7 +10,10 @@
 //! - **Refresh margin**: a token is refreshed `min(30 s, 10 % of its lifetime)` before it
 //!   expires. Inside that window the first attempt refreshes while the others keep using the
 //!   still-valid token. Lifetimes count from when the token request was *sent*. A response
-//!   without `expires_in` is treated as valid for an hour (or until a 401).
+//!   without `expires_in` is treated as valid for an hour (or until a 401); a longer one than
+//!   [`MAX_TOKEN_LIFETIME`] (a day) is cut to it, so an absurd `expires_in` (up to
+//!   `u64::MAX` seconds) can neither overflow the clock nor pin a token forever. `expires_in`
+//!   that is negative, fractional or not a number makes the response unparseable (an error).
 //! - **401**: the endpoint drops the token the subscriber rejected (only if it is still the
 //!   cached one, so a burst of 401s causes one refresh) and resends once with a fresh token.
 //! - The token request has its own timeout (the subscriber's, capped at [`MAX_TOKEN_TIMEOUT`]),
@@ -45,7 +48,7 @@ use herald_core::{BoxFuture, Secret, SubscriberId};
 use super::{sensitive, AuthHeader, AuthProvider};
 use crate::client::{Body, Hyper};
 use crate::guard::{self, Blocked};
-use crate::outcome::{describe, human};
+use crate::outcome::{deadline_after, describe, human};
 use crate::{endpoint, DeliveryError, HttpClient};
 
 /// The longest a token request may take.
@@ -55,6 +58,8 @@ pub const MAX_TOKEN_TIMEOUT: Duration = Duration::from_secs(10);
 const REFRESH_MARGIN: Duration = Duration::from_secs(30);
 /// …or this share of the lifetime, whichever is shorter (so short-lived tokens stay useful).
 const REFRESH_SHARE: u32 = 10;
+/// The longest lifetime a token is trusted for, whatever its `expires_in` says.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 /// Lifetime assumed when the token response has no `expires_in`.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 /// A failed refresh while the old token is still valid is retried after this long.
@@ -99,6 +104,26 @@ struct CachedToken {
     header: HeaderValue,
     refresh_at: Instant,
     expires_at: Instant,
+}
+
+impl CachedToken {
+    /// A token fetched by a request sent at `sent_at`, valid for `lifetime` (already bounded by
+    /// [`token_lifetime`]); the clock arithmetic is checked all the same.
+    fn new(header: HeaderValue, sent_at: Instant, lifetime: Duration) -> Self {
+        let margin = REFRESH_MARGIN.min(lifetime / REFRESH_SHARE);
+        Self {
+            header,
+            refresh_at: deadline_after(sent_at, lifetime.saturating_sub(margin)),
+            expires_at: deadline_after(sent_at, lifetime),
+        }
+    }
+}
+
+/// How long a token is used: its `expires_in`, an hour without one, at most a day.
+fn token_lifetime(expires_in: Option<Duration>) -> Duration {
+    expires_in
+        .unwrap_or(DEFAULT_LIFETIME)
+        .min(MAX_TOKEN_LIFETIME)
 }
 
 impl OAuth2ClientCredentials {
@@ -206,7 +231,7 @@ impl OAuth2ClientCredentials {
                 let now = Instant::now();
                 // Keep a still-valid token, but do not retry the refresh on every attempt.
                 if let Some(t) = cache.token.as_mut().filter(|t| now < t.expires_at) {
-                    t.refresh_at = (now + RETRY_REFRESH_AFTER).min(t.expires_at);
+                    t.refresh_at = deadline_after(now, RETRY_REFRESH_AFTER).min(t.expires_at);
                     let header = t.header.clone();
                     cache.last_error = None;
                     return Ok(header);
@@ -253,7 +278,7 @@ impl OAuth2ClientCredentials {
             return Err(blocked.to_string());
         }
         let sent_at = Instant::now();
-        let deadline = sent_at + self.timeout;
+        let deadline = deadline_after(sent_at, self.timeout);
         let in_body = self.credentials_in_body.load(Ordering::Relaxed);
         let response = match self.request_token(in_body, deadline).await {
             Ok(response) => response,
@@ -274,15 +299,10 @@ impl OAuth2ClientCredentials {
         };
         let value = HeaderValue::try_from(format!("Bearer {}", response.access_token().secret()))
             .map_err(|_| "the access token is not a valid header value".to_owned())?;
-        let lifetime = response.expires_in().unwrap_or(DEFAULT_LIFETIME);
-        let margin = REFRESH_MARGIN.min(lifetime / REFRESH_SHARE);
+        let lifetime = token_lifetime(response.expires_in());
         tracing::debug!(client_id = %self.client_id, lifetime_s = lifetime.as_secs(),
             "oauth2 token fetched");
-        Ok(CachedToken {
-            header: sensitive(value),
-            refresh_at: sent_at + (lifetime - margin),
-            expires_at: sent_at + lifetime,
-        })
+        Ok(CachedToken::new(sensitive(value), sent_at, lifetime))
     }
 }
 
@@ -350,7 +370,7 @@ impl<'c> AsyncHttpClient<'c> for TokenTransport {
 
 impl TokenTransport {
     async fn send(&self, request: HttpRequest) -> Result<HttpResponse, TokenTransportError> {
-        let deadline = Instant::now() + self.timeout;
+        let deadline = deadline_after(Instant::now(), self.timeout);
         let timed_out = || TokenTransportError(format!("timeout after {}", human(self.timeout)));
         let (mut parts, body) = request.into_parts();
         parts.headers.insert(
@@ -427,5 +447,28 @@ mod tests {
         assert_eq!(margin(100), Duration::from_secs(10));
         assert_eq!(margin(1), Duration::from_millis(100));
         assert_eq!(margin(0), Duration::ZERO);
+    }
+
+    #[test]
+    fn absurd_lifetimes_are_bounded_and_never_overflow_the_clock() {
+        assert_eq!(token_lifetime(None), DEFAULT_LIFETIME);
+        assert_eq!(
+            token_lifetime(Some(Duration::from_secs(60))),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            token_lifetime(Some(Duration::from_secs(u64::MAX))),
+            MAX_TOKEN_LIFETIME
+        );
+        let header = HeaderValue::from_static("Bearer t");
+        let now = Instant::now();
+        // Unbounded lifetimes are bounded by `fetch`; `new` survives them anyway.
+        let t = CachedToken::new(header.clone(), now, Duration::MAX);
+        assert!(t.refresh_at > now && t.expires_at >= t.refresh_at);
+        let t = CachedToken::new(header.clone(), now, MAX_TOKEN_LIFETIME);
+        assert_eq!(t.expires_at, now + MAX_TOKEN_LIFETIME);
+        assert_eq!(t.refresh_at, now + MAX_TOKEN_LIFETIME - REFRESH_MARGIN);
+        let t = CachedToken::new(header, now, Duration::ZERO);
+        assert_eq!((t.refresh_at, t.expires_at), (now, now));
     }
 }

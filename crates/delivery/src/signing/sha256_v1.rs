@@ -5,20 +5,20 @@ use std::fmt;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use sha2::{Digest, Sha256};
 
-use herald_core::{Secret, SubscriberId};
+use herald_core::{SigningSecret, SubscriberId};
 
-use super::{SignInput, Signer};
+use super::{KeyRing, SignInput, Signer};
 use crate::DeliveryError;
 
 /// `{prefix}-signature: hex(SHA-256(secret ‖ body))`, `{prefix}-version: 1`,
 /// `{prefix}-delivery-id: <delivery id>`, `{prefix}-delivery-attempt: <n>`.
 ///
 /// The secret is used as its UTF-8 bytes, exactly as configured (no decoding). The prefix comes
-/// from `header_prefix` (the config layer fills in `webhook` when none is given).
-#[derive(Clone)]
+/// from `header_prefix` (the config layer fills in `webhook` when none is given). Secrets past
+/// their `not_after` do not sign (see the [module docs](super)).
 pub struct Sha256V1 {
     /// One SHA-256 state that has already absorbed each secret, in configuration order.
-    keyed: Vec<Sha256>,
+    keyed: KeyRing<Sha256>,
     signature: HeaderName,
     version: HeaderName,
     delivery_id: HeaderName,
@@ -30,7 +30,7 @@ impl Sha256V1 {
     pub fn new(
         subscriber: &SubscriberId,
         header_prefix: &str,
-        secrets: &[Secret],
+        secrets: &[SigningSecret],
     ) -> Result<Self, DeliveryError> {
         let name = |suffix: &str| {
             let full = format!("{header_prefix}-{suffix}");
@@ -41,19 +41,15 @@ impl Sha256V1 {
                 source: Box::new(e),
             })
         };
-        let keyed = secrets
-            .iter()
-            .enumerate()
-            .map(|(i, secret)| {
-                if secret.expose().is_empty() {
-                    return Err(DeliveryError::EmptySigningSecret {
-                        subscriber: subscriber.to_string(),
-                        index: i + 1,
-                    });
-                }
-                Ok(Sha256::new_with_prefix(secret.expose().as_bytes()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let keyed = KeyRing::new(subscriber, secrets, |index, secret| {
+            if secret.secret.expose().is_empty() {
+                return Err(DeliveryError::EmptySigningSecret {
+                    subscriber: subscriber.to_string(),
+                    index,
+                });
+            }
+            Ok(Sha256::new_with_prefix(secret.secret.expose().as_bytes()))
+        })?;
         Ok(Self {
             keyed,
             signature: name("signature")?,
@@ -63,17 +59,18 @@ impl Sha256V1 {
         })
     }
 
-    /// The signature value for `input` (lower-case hex, space-separated when several secrets).
-    pub fn signature(&self, input: &SignInput<'_>) -> String {
+    /// The signature value for `input` (lower-case hex, space-separated when several secrets
+    /// are valid at `input.timestamp`); an error when none is.
+    pub fn signature(&self, input: &SignInput<'_>) -> Result<String, DeliveryError> {
         let mut out = String::with_capacity(self.keyed.len() * 65);
-        for (i, keyed) in self.keyed.iter().enumerate() {
+        self.keyed.each_valid(input.timestamp, |keyed| {
             let digest = keyed.clone().chain_update(input.body).finalize();
-            if i > 0 {
+            if !out.is_empty() {
                 out.push(' ');
             }
             out.push_str(&hex::encode(digest));
-        }
-        out
+        })?;
+        Ok(out)
     }
 }
 
@@ -82,7 +79,7 @@ impl Signer for Sha256V1 {
         let invalid = |_| DeliveryError::Signing("signature header is not a valid header value");
         headers.insert(
             self.signature.clone(),
-            HeaderValue::try_from(self.signature(input)).map_err(invalid)?,
+            HeaderValue::try_from(self.signature(input)?).map_err(invalid)?,
         );
         headers.insert(self.version.clone(), HeaderValue::from_static("1"));
         headers.insert(
@@ -113,8 +110,8 @@ mod tests {
     #[test]
     fn signs_secret_then_body_and_sets_its_headers() {
         let sub = SubscriberId::new("acme").expect("id");
-        let signer =
-            Sha256V1::new(&sub, "unidy-webhook", &[Secret::new("s3cret")]).expect("valid config");
+        let signer = Sha256V1::new(&sub, "unidy-webhook", &[SigningSecret::new("s3cret")])
+            .expect("valid config");
         let input = SignInput {
             delivery_id: "0190c0de-0000-7000-8000-000000000001",
             timestamp: 1,
@@ -137,8 +134,12 @@ mod tests {
     #[test]
     fn rotation_signs_with_every_secret() {
         let sub = SubscriberId::new("acme").expect("id");
-        let signer = Sha256V1::new(&sub, "webhook", &[Secret::new("a"), Secret::new("b")])
-            .expect("valid config");
+        let signer = Sha256V1::new(
+            &sub,
+            "webhook",
+            &[SigningSecret::new("a"), SigningSecret::new("b")],
+        )
+        .expect("valid config");
         let input = SignInput {
             delivery_id: "x",
             timestamp: 1,
@@ -146,7 +147,7 @@ mod tests {
             body: b"body",
         };
         assert_eq!(
-            signer.signature(&input),
+            signer.signature(&input).expect("signed"),
             format!(
                 "{} {}",
                 hex::encode(Sha256::digest(b"abody")),
@@ -156,9 +157,54 @@ mod tests {
     }
 
     #[test]
+    fn an_expired_secret_stops_signing() {
+        let sub = SubscriberId::new("acme").expect("id");
+        let signer = Sha256V1::new(
+            &sub,
+            "webhook",
+            &[
+                SigningSecret::until("a", herald_core::UnixMillis(10_999)),
+                SigningSecret::new("b"),
+            ],
+        )
+        .expect("valid config");
+        let at = |timestamp| SignInput {
+            delivery_id: "x",
+            timestamp,
+            attempt: 1,
+            body: b"body",
+        };
+        assert_eq!(
+            signer
+                .signature(&at(10))
+                .expect("signed")
+                .split(' ')
+                .count(),
+            2
+        );
+        assert_eq!(
+            signer.signature(&at(11)).expect("signed"),
+            hex::encode(Sha256::digest(b"bbody"))
+        );
+        let old = Sha256V1::new(
+            &sub,
+            "webhook",
+            &[SigningSecret::until("a", herald_core::UnixMillis(10_000))],
+        )
+        .expect("valid config");
+        let mut headers = HeaderMap::new();
+        let err = old.sign(&at(11), &mut headers).expect_err("expired");
+        assert!(
+            matches!(err, DeliveryError::SigningSecretsExpired { .. }),
+            "{err}"
+        );
+        assert!(headers.is_empty());
+    }
+
+    #[test]
     fn bad_prefix_is_a_config_error() {
         let sub = SubscriberId::new("acme").expect("id");
-        let err = Sha256V1::new(&sub, "bad prefix", &[Secret::new("a")]).expect_err("space");
+        let err = Sha256V1::new(&sub, "bad prefix", &[SigningSecret::new("a")]).expect_err("space");
         assert!(matches!(err, DeliveryError::InvalidHeader { .. }), "{err}");
     }
 }

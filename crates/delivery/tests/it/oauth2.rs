@@ -95,6 +95,27 @@ async fn refreshes_before_expiry() {
     );
 }
 
+/// Issue 11 item 1: `expires_in` of `u64::MAX` seconds overflowed `Instant` and panicked the
+/// attempt. The lifetime is cut to a day: the token is used and cached.
+#[tokio::test]
+async fn an_absurd_expires_in_is_bounded_instead_of_overflowing_the_clock() {
+    let idp = TokenServer::start(TokenMode::Issue {
+        expires_in: Some(u64::MAX),
+    })
+    .await;
+    let receiver = Receiver::ok().await;
+    let endpoint = oauth_endpoint(&receiver, idp.auth());
+    for _ in 0..2 {
+        let result = endpoint.attempt(request(1, PAYLOAD)).await;
+        assert_eq!(result.verdict, Verdict::Success, "{result:?}");
+    }
+    assert_eq!(idp.requests(), 1, "the bounded token is cached");
+    assert_eq!(
+        receiver.header_values("authorization"),
+        ["Bearer token-1", "Bearer token-1"]
+    );
+}
+
 #[tokio::test]
 async fn a_401_refreshes_the_token_and_resends_once() {
     let idp = TokenServer::start(TokenMode::Issue {

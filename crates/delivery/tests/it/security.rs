@@ -1,6 +1,8 @@
 //! The SSRF guard, the http:// policy, and secrets staying out of Debug and errors.
 
-use herald_core::{AuthConfig, Secret, SecurityPolicy, SigningConfig, SigningScheme};
+use herald_core::{
+    AuthConfig, Secret, SecurityPolicy, SigningConfig, SigningScheme, SigningSecret,
+};
 use herald_delivery::{DeliveryError, Endpoint, HttpClient, Verdict};
 use url::Url;
 
@@ -137,7 +139,7 @@ fn debug_never_shows_secrets() {
     let url = Url::parse("https://user:url-passw0rd@hooks.example/x?token=query-t0ken").unwrap();
     let signing = Some(SigningConfig {
         scheme: SigningScheme::StandardWebhooks,
-        secrets: vec![Secret::new("whsec_c2lnbmluZy1zZWNyZXQta2V5")],
+        secrets: vec![SigningSecret::new("whsec_c2lnbmluZy1zZWNyZXQta2V5")],
     });
     let auths = [
         AuthConfig::Basic {

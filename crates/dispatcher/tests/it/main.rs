@@ -7,6 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod faulty_store;
 mod harness;
 mod receiver;
 
@@ -17,7 +18,9 @@ mod isolation;
 mod pause;
 mod rate_limit;
 mod reload;
+mod remote_answers;
 mod retries;
 mod seam;
 mod shutdown;
+mod store_faults;
 mod throttle;

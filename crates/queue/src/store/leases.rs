@@ -302,6 +302,7 @@ impl SledStore {
         row.last_error = Some(format!("stored payload unreadable: {reason}"));
         self.write_finished(id, &mut row, Status::Dead, now.0, false)?;
         state.transition(was, Status::Dead);
+        self.commit.request();
         Ok(())
     }
 

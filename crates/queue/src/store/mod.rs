@@ -33,7 +33,7 @@ use herald_core::{
 use parking_lot::{Mutex, MutexGuard, RwLock};
 use tracing::{error, info, warn};
 
-use crate::commit::GroupCommit;
+use crate::commit::{Barrier, GroupCommit};
 use crate::error::{self, QueueError};
 use crate::index::{Ready, Subscribers};
 use crate::keys;
@@ -69,9 +69,11 @@ pub struct SledOptions {
     /// than a queue needs; 32 MiB measured best here (a 1M-event backlog stays near 200 MiB of
     /// RSS, and throughput is no lower than with 64 MiB). Default 32 MiB.
     pub cache_capacity_bytes: u64,
-    /// sled's own background flush interval. It only bounds how much *unacknowledged* state
-    /// (attempt results, releases, redrives) a crash can lose; acknowledged enqueues are made durable by
-    /// [`DeliveryStore::sync`] regardless. `None` disables it. Default 500 ms.
+    /// sled's own background flush (and fsync) interval. A backstop only: acknowledged
+    /// enqueues are made durable by [`DeliveryStore::sync`], and attempt results, releases,
+    /// redrives, replays and pauses ask for the next group commit themselves. What it still
+    /// carries is housekeeping (claim index records, purges), whose loss a crash tolerates, so a
+    /// shorter interval would add idle fsyncs and buy nothing. `None` disables it. Default 500 ms.
     pub flush_every_ms: Option<u64>,
 }
 
@@ -101,6 +103,8 @@ pub struct SledStore {
     path: PathBuf,
     db: sled::Db,
     tree: sled::Tree,
+    /// fsyncs what sled's `flush` only wrote; shared with the flusher thread.
+    barrier: Arc<Barrier>,
     commit: GroupCommit,
     subscribers: Subscribers,
     delivery_locks: Box<[Mutex<Stripe>]>,
@@ -247,15 +251,21 @@ impl SledStore {
             .map_err(|e| QueueError::from_open(path.clone(), e))?;
         recovery::check_format(&tree, &path)?;
 
-        let flush_tree = tree.clone();
-        let commit =
-            GroupCommit::start(move || flush_tree.flush().map(drop).map_err(error::backend))
-                .map_err(QueueError::Thread)?;
+        let barrier =
+            Arc::new(
+                Barrier::open(tree.clone(), &path).map_err(|e| QueueError::Open {
+                    path: path.clone(),
+                    source: sled::Error::Io(e),
+                })?,
+            );
+        let flusher = Arc::clone(&barrier);
+        let commit = GroupCommit::start(move || flusher.run()).map_err(QueueError::Thread)?;
 
         let mut store = Self {
             path,
             db,
             tree,
+            barrier,
             commit,
             subscribers: Subscribers::default(),
             delivery_locks: (0..DELIVERY_STRIPES)
@@ -315,10 +325,11 @@ impl SledStore {
     }
 
     /// The stored payload of an event, exactly as enqueued (shares sled's buffer, no copy).
-    /// Flushes everything to disk now, blocking the calling thread (for shutdown paths that
-    /// are not async). Prefer [`DeliveryStore::sync`] elsewhere.
+    /// Makes everything written so far durable now (sled flush, then fsync), blocking the
+    /// calling thread (for shutdown paths that are not async). Prefer [`DeliveryStore::sync`]
+    /// elsewhere: it shares one fsync among concurrent callers.
     pub fn flush_blocking(&self) -> Result<(), StoreError> {
-        self.tree.flush().map(drop).map_err(error::backend)
+        self.barrier.run()
     }
 
     fn delivery_lock(&self, id: DeliveryId) -> MutexGuard<'_, Stripe> {
@@ -371,7 +382,7 @@ impl SledStore {
 impl Drop for SledStore {
     fn drop(&mut self) {
         self.commit.shutdown();
-        if let Err(e) = self.tree.flush() {
+        if let Err(e) = self.barrier.run() {
             error!(error = %e, path = %self.path.display(), "final queue flush failed");
         }
     }
@@ -417,7 +428,10 @@ impl DeliveryStore for SledStore {
         attempt: AttemptRecord,
         outcome: Outcome,
     ) -> Result<(), StoreError> {
-        self.finish_sync(id, lease, attempt, outcome)
+        self.finish_sync(id, lease, attempt, outcome)?;
+        // Ride the next group commit: nobody waits, and the outcome is on disk within a flush.
+        self.commit.request();
+        Ok(())
     }
 
     async fn release(
@@ -427,6 +441,7 @@ impl DeliveryStore for SledStore {
         due: UnixMillis,
     ) -> Result<(), StoreError> {
         let subscriber = self.release_sync(id, lease, due)?;
+        self.commit.request();
         self.notify_work(&subscriber);
         Ok(())
     }
@@ -437,12 +452,14 @@ impl DeliveryStore for SledStore {
         now: UnixMillis,
     ) -> Result<DeliveryRecord, StoreError> {
         let record = self.retry_dead_sync(id, now)?;
+        self.commit.request();
         self.notify_work(&record.subscriber);
         Ok(record)
     }
 
     async fn redrive(&self, subscriber: &SubscriberId, now: UnixMillis) -> Result<u64, StoreError> {
         let moved = blocking(|| self.redrive_sync(subscriber, now))?;
+        self.commit.request();
         if moved > 0 {
             self.notify_work(subscriber);
         }
@@ -452,6 +469,7 @@ impl DeliveryStore for SledStore {
     async fn replay(&self, request: &ReplayRequest) -> Result<ReplayResult, StoreError> {
         let result = self.replay_chunked(request).await?;
         if result.replayed > 0 {
+            self.commit.request();
             self.notify_work(&request.subscriber);
         }
         Ok(result)

@@ -6,5 +6,6 @@
 mod conformance;
 mod crash;
 mod model;
+mod outcomes;
 mod recovery;
 mod support;
