@@ -64,7 +64,7 @@ pub trait ClusterState: Send + Sync + 'static {
     async fn record_outcomes(
         &self,
         subscriber: &SubscriberId,
-        config: ThrottleConfig,
+        config: &ThrottleConfig,
         max: u32,
         succeeded: u32,
         failed: u32,

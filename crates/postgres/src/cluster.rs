@@ -158,8 +158,8 @@ impl Window {
 
     /// Adds the counts and applies at most one AIMD step.
     fn record(&mut self, config: &ThrottleConfig, max: u32, ok: u32, failed: u32, now: i64) {
-        let step = i64::try_from((config.window.as_millis() / BUCKETS as u128).max(1))
-            .unwrap_or(i64::MAX);
+        let step =
+            i64::try_from((config.window.as_millis() / BUCKETS as u128).max(1)).unwrap_or(i64::MAX);
         let current = now / step;
         // Reconfigured: clamp to the new max, and a raised max applies at once when healthy.
         let max = max.max(1);
@@ -250,14 +250,14 @@ impl ClusterState for PgStore {
         let stmt = client
             .prepare_cached(
                 "INSERT INTO herald_rate_buckets AS b (subscriber, tokens, updated_at, last_taken)
-                 VALUES ($1, $2 - LEAST(floor($2), $4::float8), $3,
+                 VALUES ($1, $2::float8 - LEAST(floor($2), $4::float8), $3,
                          LEAST(floor($2), $4::float8)::int4)
                  ON CONFLICT (subscriber) DO UPDATE SET
-                   tokens = LEAST($2, b.tokens + GREATEST(0, $3 - b.updated_at) * $5 / 1000.0)
-                     - LEAST(floor(LEAST($2, b.tokens + GREATEST(0, $3 - b.updated_at) * $5 / 1000.0)),
+                   tokens = LEAST($2, b.tokens + GREATEST(0, $3 - b.updated_at) * $5::float8 / 1000.0)
+                     - LEAST(floor(LEAST($2, b.tokens + GREATEST(0, $3 - b.updated_at) * $5::float8 / 1000.0)),
                              $4::float8),
                    last_taken = LEAST(floor(LEAST($2, b.tokens
-                                  + GREATEST(0, $3 - b.updated_at) * $5 / 1000.0)), $4::float8)::int4,
+                                  + GREATEST(0, $3 - b.updated_at) * $5::float8 / 1000.0)), $4::float8)::int4,
                    updated_at = GREATEST(b.updated_at, $3)
                  RETURNING last_taken",
             )
@@ -265,7 +265,7 @@ impl ClusterState for PgStore {
             .map_err(|e| db(t, e))?;
         let burst = f64::from(limit.burst.get());
         let rate = f64::from(limit.per_second.get());
-        let want = i32::try_from(want).unwrap_or(i32::MAX);
+        let want = f64::from(want);
         let row = client
             .query_one(
                 &stmt,
@@ -279,7 +279,7 @@ impl ClusterState for PgStore {
     async fn record_outcomes(
         &self,
         subscriber: &SubscriberId,
-        config: ThrottleConfig,
+        config: &ThrottleConfig,
         max: u32,
         succeeded: u32,
         failed: u32,
@@ -316,7 +316,7 @@ impl ClusterState for PgStore {
             oks: row.get(4),
             fails: row.get(5),
         };
-        w.record(&config, max, succeeded, failed, now);
+        w.record(config, max, succeeded, failed, now);
         tx.execute(
             "UPDATE herald_throttle SET lim = $2, max_limit = $3, last_change = $4, slots = $5,
                oks = $6, fails = $7
@@ -334,8 +334,8 @@ impl ClusterState for PgStore {
         .await
         .map_err(|e| db(t, e))?;
         tx.commit().await.map_err(|e| db(t, e))?;
-        let step = i64::try_from((config.window.as_millis() / BUCKETS as u128).max(1))
-            .unwrap_or(i64::MAX);
+        let step =
+            i64::try_from((config.window.as_millis() / BUCKETS as u128).max(1)).unwrap_or(i64::MAX);
         Ok(ThrottleState {
             limit: w.limit,
             error_rate: w.error_rate(now / step),

@@ -102,8 +102,7 @@ async fn write(
         let mut ids = Vec::with_capacity(keyed.len());
         let mut times = Vec::with_capacity(keyed.len());
         for &i in &keyed {
-            if let (Some(k), Plan::New(id, _)) = (events[i].idempotency_key.as_deref(), &plans[i])
-            {
+            if let (Some(k), Plan::New(id, _)) = (events[i].idempotency_key.as_deref(), &plans[i]) {
                 keys.push(k);
                 ids.push(uuid(id.to_bytes()));
                 times.push(ms(events[i].received_at));
@@ -153,11 +152,7 @@ async fn write(
             )
             .await
             .map_err(|e| db(t, e))?;
-        for row in tx
-            .query(&stmt, &[&lost])
-            .await
-            .map_err(|e| db(t, e))?
-        {
+        for row in tx.query(&stmt, &[&lost]).await.map_err(|e| db(t, e))? {
             let key: String = row.get(0);
             let event: Uuid = row.get(1);
             let receipt = stored.entry(key).or_insert_with(|| EnqueueReceipt {
@@ -165,7 +160,10 @@ async fn write(
                 deliveries: Vec::new(),
                 duplicate: true,
             });
-            if let (Some(id), Some(sub)) = (row.get::<_, Option<Uuid>>(2), row.get::<_, Option<String>>(3)) {
+            if let (Some(id), Some(sub)) = (
+                row.get::<_, Option<Uuid>>(2),
+                row.get::<_, Option<String>>(3),
+            ) {
                 if let Ok(subscriber) = SubscriberId::new(&sub) {
                     receipt.deliveries.push(ReceiptDelivery {
                         id: DeliveryId::from_bytes(*id.as_bytes()),
@@ -225,7 +223,8 @@ async fn write(
             .filter(|s| !known.contains(*s))
             .collect()
     };
-    let (sub_names, sub_counts): (Vec<&str>, Vec<i64>) = per_sub.iter().map(|(s, n)| (*s, *n)).unzip();
+    let (sub_names, sub_counts): (Vec<&str>, Vec<i64>) =
+        per_sub.iter().map(|(s, n)| (*s, *n)).unzip();
     if !ev_ids.is_empty() {
         let s_ev = tx
             .prepare_cached(
@@ -301,7 +300,10 @@ async fn write(
             .map_err(|e| db(t, e))?;
     }
     tx.commit().await.map_err(|e| db(t, e))?;
-    inner.stats.enqueue_transactions.fetch_add(1, Ordering::Relaxed);
+    inner
+        .stats
+        .enqueue_transactions
+        .fetch_add(1, Ordering::Relaxed);
 
     let mut notify = Vec::with_capacity(sub_names.len());
     {

@@ -182,10 +182,7 @@ async fn flush(inner: &Inner, ops: &[Op]) -> Result<Vec<Result<(), StoreError>>,
         }
         remaining = later;
     }
-    Ok(results
-        .into_iter()
-        .map(|r| r.unwrap_or(Ok(())))
-        .collect())
+    Ok(results.into_iter().map(|r| r.unwrap_or(Ok(()))).collect())
 }
 
 const FINISH_SQL: &str = "
@@ -351,11 +348,7 @@ async fn flush_round(
             )
             .await
             .map_err(|e| db(t, e))?;
-        for row in tx
-            .query(&stmt, &[&refused])
-            .await
-            .map_err(|e| db(t, e))?
-        {
+        for row in tx.query(&stmt, &[&refused]).await.map_err(|e| db(t, e))? {
             state.insert(row.get(0), (row.get(1), row.get(2)));
         }
     }

@@ -8,8 +8,8 @@ use herald_core::{
     AttemptRecord, ClaimRequest, ClaimedDelivery, DeliveryDetails, DeliveryId, DeliveryPage,
     DeliveryRecord, DeliveryStatus, DeliveryStore, EnqueueReceipt, EventDelivery, EventDetails,
     EventId, EventPage, EventQuery, LeaseToken, ListQuery, NewEvent, Outcome, PurgeStats,
-    QueueCounts, ReplayRequest, ReplayResult, RetryBudget, StoreError, StoreListener,
-    SubscriberId, UnixMillis,
+    QueueCounts, ReplayRequest, ReplayResult, RetryBudget, StoreError, StoreListener, SubscriberId,
+    UnixMillis,
 };
 use tokio::sync::oneshot;
 use tokio_postgres::Row;
@@ -217,13 +217,7 @@ impl PgStore {
         let rows = tx
             .query(
                 &claim,
-                &[
-                    &sub,
-                    &now,
-                    &room,
-                    &ms(request.lease_until),
-                    &inner.node_id,
-                ],
+                &[&sub, &now, &room, &ms(request.lease_until), &inner.node_id],
             )
             .await
             .map_err(|e| db(t, e))?;
@@ -597,7 +591,9 @@ impl DeliveryStore for PgStore {
                          FOR UPDATE SKIP LOCKED"
                     ),
                     true,
-                    &[&sub, &statuses, &since, &until, &types, &now, &cursor, &CHUNK],
+                    &[
+                        &sub, &statuses, &since, &until, &types, &now, &cursor, &CHUNK,
+                    ],
                     6,
                 )
                 .await?;
@@ -836,9 +832,12 @@ impl DeliveryStore for PgStore {
         tx.execute(&set, &[&subscriber.as_str(), &reason])
             .await
             .map_err(|e| db(t, e))?;
-        tx.execute("SELECT pg_notify('herald_paused', $1)", &[&subscriber.as_str()])
-            .await
-            .map_err(|e| db(t, e))?;
+        tx.execute(
+            "SELECT pg_notify('herald_paused', $1)",
+            &[&subscriber.as_str()],
+        )
+        .await
+        .map_err(|e| db(t, e))?;
         tx.commit().await.map_err(|e| db(t, e))?;
         if let Some(l) = self.inner.listener() {
             l.subscriber_changed(subscriber);
