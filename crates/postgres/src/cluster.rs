@@ -22,7 +22,9 @@ const BUCKETS: usize = 10;
 
 /// Writes this node's row and releases the leases a previous run with the same node id left:
 /// that run is gone (a node id is one process at a time), so none of them can still be
-/// running. Returns how many were released.
+/// running. Releasing expires the lease (its `ready_at` becomes its creation time, at or
+/// before the due time it was claimed at, so it keeps its place in due order): the delivery is
+/// claimable at once by any node, and the old token stays fenced off. Returns how many were released.
 pub(crate) async fn register_node(inner: &Inner) -> Result<u64, StoreError> {
     let t = &inner.target;
     let now = ms(UnixMillis::now());
@@ -38,17 +40,9 @@ pub(crate) async fn register_node(inner: &Inner) -> Result<u64, StoreError> {
     let rows = tx
         .query(
             "WITH rel AS (
-               UPDATE herald_deliveries SET status = 0, ready_at = $2, lease_node = NULL,
-                 updated_at = $2
+               UPDATE herald_deliveries SET ready_at = LEAST(ready_at, created_at, $2), lease_node = NULL
                WHERE status = 1 AND lease_node = $1
                RETURNING subscriber
-             ),
-             cnt AS (
-               INSERT INTO herald_counts AS c (subscriber, pending, in_flight)
-               SELECT subscriber, count(*), -count(*) FROM rel GROUP BY subscriber
-               ORDER BY subscriber
-               ON CONFLICT (subscriber) DO UPDATE SET pending = c.pending + EXCLUDED.pending,
-                 in_flight = c.in_flight + EXCLUDED.in_flight
              )
              SELECT subscriber, count(*) FROM rel GROUP BY subscriber",
             &[&inner.node_id, &now],

@@ -4,7 +4,7 @@
 //! One task takes every queued outcome and writes them in one transaction: one statement for the
 //! attempts' outcomes (update, history and counts together), one for the releases. A row changes
 //! only if its lease token is still the delivery's current one (fencing); the others are
-//! answered `LeaseLost` (or `NotFound` / `InvalidState`).
+//! answered `LeaseLost` (or `NotFound`).
 //!
 //! When the database cannot be reached, the outcomes are kept (up to [`MAX_BUFFERED`]) and the
 //! callers are answered `Ok`: the task writes them when the database is back, oldest first,
@@ -18,8 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_core::{
-    AttemptRecord, DeliveryId, DeliveryStatus, LeaseToken, Outcome, StoreError, SubscriberId,
-    UnixMillis,
+    AttemptRecord, DeliveryId, LeaseToken, Outcome, StoreError, SubscriberId, UnixMillis,
 };
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
@@ -27,7 +26,6 @@ use uuid::Uuid;
 
 use crate::enqueue::uuid;
 use crate::error::{db, dup};
-use crate::store::status_of;
 use crate::{ms, Inner};
 
 /// Most outcomes kept in memory while the database is unreachable.
@@ -56,11 +54,6 @@ impl Op {
     fn id(&self) -> DeliveryId {
         match self {
             Op::Finish { id, .. } | Op::Release { id, .. } => *id,
-        }
-    }
-    fn lease(&self) -> LeaseToken {
-        match self {
-            Op::Finish { lease, .. } | Op::Release { lease, .. } => *lease,
         }
     }
 }
@@ -340,16 +333,14 @@ async fn flush_round(
         .map(|op| uuid(op.id().to_bytes()))
         .filter(|id| !done.contains(id))
         .collect();
-    let mut state: HashMap<Uuid, (i16, Option<i64>)> = HashMap::new();
+    let mut state: HashMap<Uuid, i16> = HashMap::new();
     if !refused.is_empty() {
         let stmt = tx
-            .prepare_cached(
-                "SELECT id, status, lease_token FROM herald_deliveries WHERE id = ANY($1)",
-            )
+            .prepare_cached("SELECT id, status FROM herald_deliveries WHERE id = ANY($1)")
             .await
             .map_err(|e| db(t, e))?;
         for row in tx.query(&stmt, &[&refused]).await.map_err(|e| db(t, e))? {
-            state.insert(row.get(0), (row.get(1), row.get(2)));
+            state.insert(row.get(0), row.get(1));
         }
     }
     tx.commit().await.map_err(|e| db(t, e))?;
@@ -368,20 +359,9 @@ async fn flush_round(
             }
             match state.get(&key) {
                 None => Err(StoreError::NotFound(id)),
-                Some(&(status, current)) => {
-                    let held_last = current == Some(token(op.lease()));
-                    if status == 1 || !held_last {
-                        // Claimed again since, or never by this lease.
-                        Err(StoreError::LeaseLost(id))
-                    } else {
-                        // This lease's outcome (or release) was already recorded.
-                        Err(StoreError::InvalidState {
-                            id,
-                            expected: DeliveryStatus::InFlight,
-                            actual: status_of(status),
-                        })
-                    }
-                }
+                // Leased under another token, or not leased (finished, released, never
+                // claimed): fenced off either way.
+                Some(_) => Err(StoreError::LeaseLost(id)),
             }
         })
         .collect())

@@ -539,13 +539,18 @@ impl DeliveryStore for PgStore {
 
     async fn replay(&self, request: &ReplayRequest) -> Result<ReplayResult, StoreError> {
         let t = &self.inner.target;
-        let statuses: Vec<i16> = request
-            .statuses
-            .iter()
-            .copied()
-            .filter(|s| matches!(s, DeliveryStatus::Delivered | DeliveryStatus::Dead))
-            .map(status_code)
-            .collect();
+        // No statuses: dead ones (the API's default).
+        let statuses: Vec<i16> = if request.statuses.is_empty() {
+            vec![status_code(DeliveryStatus::Dead)]
+        } else {
+            request
+                .statuses
+                .iter()
+                .copied()
+                .filter(|s| matches!(s, DeliveryStatus::Delivered | DeliveryStatus::Dead))
+                .map(status_code)
+                .collect()
+        };
         if statuses.is_empty() {
             return Ok(ReplayResult::default());
         }

@@ -21,99 +21,8 @@ use parking_lot::Mutex;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_postgres::NoTls;
 
-// ---------------------------------------------------------------------------------------------
-// A fresh database per test.
-
-struct TestDb {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-fn base_url() -> String {
-    std::env::var("HERALD_TEST_DATABASE_URL").unwrap_or_else(|_| {
-        panic!(
-            "HERALD_TEST_DATABASE_URL is not set. These tests need a PostgreSQL server: set it \
-             to a URL of a role that may CREATE DATABASE, e.g. \
-             `export HERALD_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres` \
-             (scripts/test starts a throwaway server and sets it)"
-        )
-    })
-}
-
-/// `url` with its database name replaced.
-fn with_db(url: &str, db: &str) -> String {
-    let (main, query) = match url.split_once('?') {
-        Some((m, q)) => (m, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = main.find("://").map(|i| i + 3).unwrap_or(0);
-    let host_part = match main[scheme_end..].find('/') {
-        Some(i) => &main[..scheme_end + i],
-        None => main,
-    };
-    match query {
-        Some(q) => format!("{host_part}/{db}?{q}"),
-        None => format!("{host_part}/{db}"),
-    }
-}
-
-async fn admin_client(url: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(url, NoTls).await.unwrap();
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    client
-}
-
-impl TestDb {
-    async fn new() -> Self {
-        let admin = base_url();
-        let name = format!("herald_t_{:016x}", rand::random::<u64>());
-        admin_client(&admin)
-            .await
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        let url = with_db(&admin, &name);
-        Self { admin, name, url }
-    }
-
-    fn options(&self, node: &str) -> PgOptions {
-        PgOptions::new(&self.url).node_id(node).pool_size(8)
-    }
-
-    async fn store(&self, node: &str) -> PgStore {
-        PgStore::connect(self.options(node)).await.unwrap()
-    }
-
-    async fn client(&self) -> tokio_postgres::Client {
-        admin_client(&self.url).await
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let admin = self.admin.clone();
-        let name = self.name.clone();
-        // A runtime of its own: Drop may run inside the test's runtime.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok((client, conn)) = tokio_postgres::connect(&admin, NoTls).await {
-                    tokio::spawn(conn);
-                    let _ = client
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
+mod common;
+use common::TestDb;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
@@ -453,12 +362,19 @@ async fn a_restarted_node_releases_its_previous_leases() {
     drop(n1);
     // The same node id starts again: its old lease is given back at once, not after an hour.
     let n1 = db.store("n1").await;
-    assert_eq!(n1.counts(&a).await.unwrap(), counts(1, 0, 0, 0));
     let again = claim(&other, &a, UnixMillis::now(), 60_000, 1, 10).await;
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].id, id);
     // Another node's restart does not touch them.
-    drop(db.store("n1").await);
+    drop(db.store("n2").await);
+    assert!(claim(&n1, &a, UnixMillis::now(), 60_000, 1, 10)
+        .await
+        .is_empty());
+    let old = held[0].lease;
+    let r = n1
+        .finish_attempt(id, old, attempt(now, Some(200), None), Outcome::Delivered)
+        .await;
+    assert!(matches!(r, Err(StoreError::LeaseLost(_))), "{r:?}");
     assert_eq!(n1.counts(&a).await.unwrap(), counts(0, 1, 0, 0));
 }
 
