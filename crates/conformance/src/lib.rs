@@ -592,7 +592,11 @@ pub async fn claim_takes_due_deliveries_in_due_order(store: Arc<dyn DeliveryStor
         vec![d300, tie1, tie2]
     );
     assert!(claim_ids(store, &a, far(), 10).await.is_empty());
-    assert_eq!(store.next_due(&a).await.unwrap(), None);
+    assert_eq!(
+        store.next_due(&a).await.unwrap(),
+        Some(lease()),
+        "with nothing pending, the first lease's end"
+    );
     assert!(store.claim(&a, far(), lease(), 0).await.unwrap().is_empty());
     assert_eq!(counts_of(store, &a).await, counts(0, 5, 0, 0));
 }
