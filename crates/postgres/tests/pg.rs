@@ -293,6 +293,22 @@ async fn a_stale_lease_cannot_overwrite_a_newer_outcome() {
     assert_eq!(second.id, id);
     assert_ne!(second.lease, first.lease);
     assert_eq!(second.attempt, 1);
+    // While n2's attempt is under way, n1's late outcome is refused and changes nothing.
+    let late = n1
+        .finish_attempt(
+            id,
+            first.lease,
+            attempt(T0, Some(500), Some("HTTP 500")),
+            Outcome::Dead,
+        )
+        .await;
+    assert!(
+        matches!(late, Err(StoreError::LeaseLost(x)) if x == id),
+        "{late:?}"
+    );
+    let d = n2.get(id).await.unwrap().unwrap();
+    assert_eq!(d.record.status, DeliveryStatus::InFlight);
+    assert!(d.attempts.is_empty());
     n2.finish_attempt(
         id,
         second.lease,
