@@ -21,8 +21,17 @@ pub(crate) struct Job {
     pub(crate) reply: oneshot::Sender<Result<Vec<EnqueueReceipt>, StoreError>>,
 }
 
+/// Ingest transactions in flight at once per node: one gathers while the other commits (waits
+/// for its WAL flush), so a node never idles on the disk.
+const WRITERS: usize = 2;
+
 pub(crate) async fn run(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Job>) {
+    let writers = Arc::new(tokio::sync::Semaphore::new(WRITERS));
     while let Some(first) = rx.recv().await {
+        // Wait for a free writer first: what queues meanwhile joins this batch.
+        let Ok(permit) = writers.clone().acquire_owned().await else {
+            return;
+        };
         let mut n = first.events.len();
         let mut jobs = vec![first];
         while n < MAX_BATCH_EVENTS {
@@ -34,21 +43,29 @@ pub(crate) async fn run(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Job>)
                 Err(_) => break,
             }
         }
-        let events: Vec<&NewEvent> = jobs.iter().flat_map(|j| j.events.iter()).collect();
-        match write(&inner, &events).await {
-            Ok((mut receipts, notify)) => {
-                inner.tell_work(notify.iter());
-                // Hand each caller its share, in order.
-                let mut rest = receipts.drain(..);
-                for job in jobs {
-                    let mine: Vec<EnqueueReceipt> = rest.by_ref().take(job.events.len()).collect();
-                    let _ = job.reply.send(Ok(mine));
-                }
+        let inner = inner.clone();
+        tokio::spawn(async move {
+            write_and_answer(&inner, jobs).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn write_and_answer(inner: &Inner, jobs: Vec<Job>) {
+    let events: Vec<&NewEvent> = jobs.iter().flat_map(|j| j.events.iter()).collect();
+    match write(inner, &events).await {
+        Ok((mut receipts, notify)) => {
+            inner.tell_work(notify.iter());
+            // Hand each caller its share, in order.
+            let mut rest = receipts.drain(..);
+            for job in jobs {
+                let mine: Vec<EnqueueReceipt> = rest.by_ref().take(job.events.len()).collect();
+                let _ = job.reply.send(Ok(mine));
             }
-            Err(e) => {
-                for job in jobs {
-                    let _ = job.reply.send(Err(dup(&e)));
-                }
+        }
+        Err(e) => {
+            for job in jobs {
+                let _ = job.reply.send(Err(dup(&e)));
             }
         }
     }
@@ -96,7 +113,11 @@ async fn write(
     let tx = client.transaction().await.map_err(|e| db(t, e))?;
 
     // 1. Claim the keys; the ones another transaction holds return its receipt.
-    let keyed: Vec<usize> = first_of_key.values().copied().collect();
+    // In key order: concurrent ingest transactions (of this node or others) take the keys'
+    // index locks in one order, so they cannot deadlock.
+    let mut keyed: Vec<(&str, usize)> = first_of_key.iter().map(|(k, i)| (*k, *i)).collect();
+    keyed.sort_unstable();
+    let keyed: Vec<usize> = keyed.into_iter().map(|(_, i)| i).collect();
     if !keyed.is_empty() {
         let mut keys = Vec::with_capacity(keyed.len());
         let mut ids = Vec::with_capacity(keyed.len());

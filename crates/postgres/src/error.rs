@@ -70,7 +70,8 @@ impl PgError {
     }
 }
 
-/// SQLSTATE classes and codes that mean "the database is not there now".
+/// SQLSTATE classes and codes that mean "not now, nothing changed, try again": the database
+/// is not there (or not writable yet), or the transaction was rolled back by the server.
 fn is_unavailable_code(code: &str) -> bool {
     code.starts_with("08") // connection exception
         || code == "57P01" // admin_shutdown
@@ -78,6 +79,8 @@ fn is_unavailable_code(code: &str) -> bool {
         || code == "57P03" // cannot_connect_now
         || code == "53300" // too_many_connections
         || code == "25006" // read_only_sql_transaction: a standby, until failover completes
+        || code == "40001" // serialization_failure: rolled back, nothing changed
+        || code == "40P01" // deadlock_detected: rolled back, nothing changed
 }
 
 /// Maps a driver error: lost connections and servers going away are `Unavailable`.

@@ -191,6 +191,9 @@ impl PgStore {
             .map_err(|e| db(t, e))?
             .is_none()
         {
+            // Ended here and now, not by dropping (a dropped transaction's ROLLBACK goes out
+            // asynchronously, and the next claim could find the turn still taken).
+            tx.commit().await.map_err(|e| db(t, e))?;
             return Ok(Vec::new());
         }
         // The leases out now, counted in a statement of its own, after the turn was taken: its
@@ -211,6 +214,8 @@ impl PgStore {
             .saturating_sub(out)
             .min(i64::try_from(request.max).unwrap_or(i64::MAX));
         if room <= 0 {
+            // Give the turn back at once (see above).
+            tx.commit().await.map_err(|e| db(t, e))?;
             return Ok(Vec::new());
         }
         let claim = tx.prepare_cached(CLAIM_SQL).await.map_err(|e| db(t, e))?;
@@ -385,6 +390,7 @@ impl PgStore {
                     .map_err(|e| db(t, e))?
                     .get(0);
                 if !locked {
+                    tx.commit().await.map_err(|e| db(t, e))?;
                     return Ok(stats);
                 }
                 let stmt = tx.prepare_cached(sql).await.map_err(|e| db(t, e))?;
