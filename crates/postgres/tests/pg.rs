@@ -231,6 +231,37 @@ async fn idempotency_keys_return_the_first_receipt_within_a_batch_and_across_nod
     assert_eq!(created, 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_are_synchronous_whatever_the_database_default() {
+    let db = TestDb::new().await;
+    // An operator (or a managed service) made asynchronous commit the database's default.
+    db.client()
+        .await
+        .batch_execute(&format!(
+            "ALTER DATABASE {} SET synchronous_commit = off",
+            db.name
+        ))
+        .await
+        .unwrap();
+    let plain: String = db
+        .client()
+        .await
+        .query_one("SHOW synchronous_commit", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(plain, "off");
+    // Herald's sessions commit synchronously all the same: 202 means durable.
+    let store = db.store("n1").await;
+    let client = store.pool().get().await.unwrap();
+    let ours: String = client
+        .query_one("SHOW synchronous_commit", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(ours, "on");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Claims, the cluster-wide cap, fencing.
 
