@@ -11,6 +11,8 @@
 //! - [`time`]: [`UnixMillis`], the timestamp stored on disk;
 //! - [`subscriber`]: the validated, typed settings of one subscriber (what `herald-config`
 //!   produces and what delivery and dispatch consume);
+//! - [`cluster`]: [`ClusterState`], what the nodes of a PostgreSQL cluster share (heartbeats,
+//!   rate-limit tokens, the error-rate throttle);
 //! - [`store`]: the [`DeliveryStore`] trait, the seam between the dispatcher and a storage
 //!   engine (sled is the default, in `herald-queue`; PostgreSQL in `herald-postgres`);
 //! - [`webhook_secret`]: the one rule for Standard Webhooks secrets, shared by the config
@@ -25,6 +27,7 @@
 
 pub mod address;
 pub mod display_url;
+pub mod cluster;
 pub mod ids;
 pub mod secret;
 pub mod store;
@@ -34,6 +37,7 @@ pub mod webhook_secret;
 
 pub use address::{blocked_range, BlockedRange};
 pub use display_url::DisplayUrl;
+pub use cluster::{ClusterState, NodeInfo, ThrottleState, NODE_VISIBLE_FOR_MS};
 pub use ids::{DeliveryId, EventId, InvalidId, SubscriberId};
 pub use secret::Secret;
 pub use store::{
