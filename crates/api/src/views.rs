@@ -17,11 +17,11 @@ pub(crate) fn rfc3339(t: UnixMillis) -> String {
 
 #[derive(Serialize)]
 pub(crate) struct AttemptView {
-    attempt: u32,
-    at: String,
-    status_code: Option<u16>,
-    error: Option<String>,
-    duration_ms: u64,
+    pub(crate) attempt: u32,
+    pub(crate) at: String,
+    pub(crate) status_code: Option<u16>,
+    pub(crate) error: Option<String>,
+    pub(crate) duration_ms: u64,
 }
 
 impl From<&AttemptRecord> for AttemptView {
@@ -38,17 +38,17 @@ impl From<&AttemptRecord> for AttemptView {
 
 #[derive(Serialize)]
 pub(crate) struct DeliveryView {
-    id: String,
-    event_id: String,
-    subscriber: String,
-    event_type: String,
-    status: &'static str,
-    attempt_count: u32,
-    next_attempt_at: Option<String>,
-    created_at: String,
-    updated_at: String,
-    last_error: Option<String>,
-    attempts: Vec<AttemptView>,
+    pub(crate) id: String,
+    pub(crate) event_id: String,
+    pub(crate) subscriber: String,
+    pub(crate) event_type: String,
+    pub(crate) status: &'static str,
+    pub(crate) attempt_count: u32,
+    pub(crate) next_attempt_at: Option<String>,
+    pub(crate) created_at: String,
+    pub(crate) updated_at: String,
+    pub(crate) last_error: Option<String>,
+    pub(crate) attempts: Vec<AttemptView>,
 }
 
 impl DeliveryView {
@@ -77,20 +77,20 @@ impl From<&DeliveryDetails> for DeliveryView {
 
 #[derive(Serialize)]
 pub(crate) struct SubscriberView {
-    id: String,
-    url: String,
-    events: Vec<String>,
-    max_in_flight: u32,
-    effective_limit: u32,
-    in_flight: u32,
-    error_rate: f64,
-    paused: bool,
-    paused_reason: Option<String>,
+    pub(crate) id: String,
+    pub(crate) url: String,
+    pub(crate) events: Vec<String>,
+    pub(crate) max_in_flight: u32,
+    pub(crate) effective_limit: u32,
+    pub(crate) in_flight: u32,
+    pub(crate) error_rate: f64,
+    pub(crate) paused: bool,
+    pub(crate) paused_reason: Option<String>,
     /// Pending plus in flight: deliveries not yet finished.
-    queued: u64,
-    pending: u64,
-    delivered: u64,
-    dead: u64,
+    pub(crate) queued: u64,
+    pub(crate) pending: u64,
+    pub(crate) delivered: u64,
+    pub(crate) dead: u64,
 }
 
 impl From<&SubscriberStats> for SubscriberView {
