@@ -8,6 +8,7 @@ mod harness;
 
 mod admin;
 mod check;
+mod console;
 mod crash;
 mod disk_full;
 mod errors;
