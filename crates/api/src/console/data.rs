@@ -85,6 +85,11 @@ pub(crate) fn delivery(state: &ApiState, id: &str) -> Result<Option<DeliveryView
     Ok(state.inner.store.get(id)?.as_ref().map(DeliveryView::from))
 }
 
+/// Whether `id` is a configured subscriber.
+pub(crate) fn is_configured(state: &ApiState, id: &str) -> bool {
+    state.inner.dispatcher.contains(id)
+}
+
 /// Pause with a reason.
 pub(crate) fn pause(state: &ApiState, id: &str, reason: &str) -> Result<(), ApiError> {
     Ok(state.inner.dispatcher.pause(id, reason)?)

@@ -212,7 +212,7 @@ pub(crate) async fn redrive(
     if !visitor.check(&form.csrf) {
         return csrf_refused();
     }
-    if !console.api.inner.dispatcher.contains(&id) {
+    if !data::is_configured(&console.api, &id) {
         return failure(ApiError::not_found(
             "unknown_subscriber",
             format!("No subscriber with id {id:?} is configured."),
