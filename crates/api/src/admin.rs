@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use herald_core::{DeliveryId, DeliveryStatus, ListQuery, SubscriberId, UnixMillis};
+use herald_core::{DeliveryId, DeliveryStatus, ListQuery, SubscriberId};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -40,9 +40,11 @@ pub(crate) async fn readyz(State(state): State<ApiState>) -> Response {
 }
 
 /// `GET /v1/subscribers`.
-pub(crate) async fn list_subscribers(State(state): State<ApiState>) -> Json<Vec<SubscriberView>> {
-    let stats = state.inner.dispatcher.stats();
-    Json(stats.iter().map(SubscriberView::from).collect())
+pub(crate) async fn list_subscribers(
+    State(state): State<ApiState>,
+) -> Result<Json<Vec<SubscriberView>>, ApiError> {
+    let stats = state.inner.dispatcher.stats().await?;
+    Ok(Json(stats.iter().map(SubscriberView::from).collect()))
 }
 
 /// `GET /v1/subscribers/{id}`.
@@ -50,7 +52,7 @@ pub(crate) async fn get_subscriber(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<SubscriberView>, ApiError> {
-    let stats = state.inner.dispatcher.stats_of(&id)?;
+    let stats = state.inner.dispatcher.stats_of(&id).await?;
     Ok(Json(SubscriberView::from(&stats)))
 }
 
@@ -74,7 +76,7 @@ pub(crate) async fn pause(
             .reason
     };
     let reason = reason.unwrap_or_else(|| "paused by an operator".to_owned());
-    state.inner.dispatcher.pause(&id, &reason)?;
+    state.inner.dispatcher.pause(&id, &reason).await?;
     get_subscriber(State(state), Path(id)).await
 }
 
@@ -83,7 +85,7 @@ pub(crate) async fn resume(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<SubscriberView>, ApiError> {
-    state.inner.dispatcher.resume(&id)?;
+    state.inner.dispatcher.resume(&id).await?;
     get_subscriber(State(state), Path(id)).await
 }
 
@@ -98,15 +100,13 @@ pub(crate) async fn redrive(
             format!("no subscriber with id {id:?} is configured"),
         )
     })?;
-    if !state.inner.dispatcher.contains(&id) && state.inner.store.counts(&sub).dead == 0 {
+    if !state.inner.dispatcher.contains(&id) && state.inner.store.counts(&sub).await?.dead == 0 {
         return Err(ApiError::not_found(
             "unknown_subscriber",
             format!("no subscriber with id {id:?} is configured"),
         ));
     }
-    let n = state.inner.store.redrive(&sub, UnixMillis::now())?;
-    state.inner.store.sync().await?;
-    state.inner.dispatcher.notify(&sub);
+    let n = state.inner.dispatcher.redrive(&sub).await?;
     Ok(Json(json!({"subscriber": id, "redriven": n})))
 }
 
@@ -119,7 +119,8 @@ pub(crate) async fn get_delivery(
     let details = state
         .inner
         .store
-        .get(id)?
+        .get(id)
+        .await?
         .ok_or_else(|| ApiError::not_found("not_found", format!("no delivery with id {id}")))?;
     Ok(Json(DeliveryView::from(&details)))
 }
@@ -130,10 +131,8 @@ pub(crate) async fn retry_delivery(
     Path(id): Path<String>,
 ) -> Result<Json<DeliveryView>, ApiError> {
     let id = delivery_id(&id)?;
-    let record = state.inner.store.retry_dead(id, UnixMillis::now())?;
-    state.inner.store.sync().await?;
-    state.inner.dispatcher.notify(&record.subscriber);
-    let details = state.inner.store.get(id)?;
+    let record = state.inner.dispatcher.retry(id).await?;
+    let details = state.inner.store.get(id).await?;
     let view = match &details {
         Some(d) => DeliveryView::from(d),
         None => DeliveryView::new(&record, &[]),
@@ -180,12 +179,16 @@ pub(crate) async fn list_deliveries(
         ),
         None => None,
     };
-    let page = state.inner.store.list(&ListQuery {
-        subscriber,
-        status,
-        limit,
-        cursor,
-    })?;
+    let page = state
+        .inner
+        .store
+        .list(&ListQuery {
+            subscriber,
+            status,
+            limit,
+            cursor,
+        })
+        .await?;
     let items: Vec<DeliveryView> = page.deliveries.iter().map(DeliveryView::from).collect();
     Ok(Json(json!({
         "deliveries": items,

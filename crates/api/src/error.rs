@@ -96,6 +96,14 @@ impl From<StoreError> for ApiError {
                 )
             }
             StoreError::Closed => Self::shutting_down(),
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "storage unavailable; answering 503");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_unavailable",
+                    "the event store cannot be reached right now; nothing was changed, retry later",
+                )
+            }
             other => Self::internal("storage failed", &other),
         }
     }
@@ -129,5 +137,23 @@ impl IntoResponse for ApiError {
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_store_is_503_storage_unavailable_without_the_cause() {
+        let e = ApiError::from(StoreError::Unavailable(
+            "connection to db.internal:5432 refused".into(),
+        ));
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.code, "storage_unavailable");
+        assert!(!e.message.contains("db.internal"), "{}", e.message);
+        let through_dispatcher =
+            ApiError::from(DispatchError::Store(StoreError::Unavailable("gone".into())));
+        assert_eq!(through_dispatcher.code, "storage_unavailable");
     }
 }

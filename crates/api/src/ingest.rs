@@ -117,6 +117,11 @@ fn prepare(
         subscribers,
         idempotency_key: event.idempotency_key,
         received_at: now,
+        // Ordering keys (SPEC §9) and trace context (SPEC §10) come with their own tasks; the
+        // store already keeps them.
+        ordering_key: None,
+        ordered_for: Vec::new(),
+        traceparent: None,
     })
 }
 
@@ -151,23 +156,11 @@ fn nests_deeper_than(json: &[u8], max: usize) -> bool {
     false
 }
 
-/// Stores events, waits until they are durable, then wakes their subscribers' pumps.
+/// Stores events through the dispatcher, which returns once they are durable and wakes their
+/// subscribers' pumps.
 async fn commit(state: &ApiState, events: Vec<NewEvent>) -> Result<Vec<EnqueueReceipt>, ApiError> {
-    let store = &state.inner.store;
-    let receipts = store.enqueue(events)?;
-    store.sync().await?;
-    let mut fresh = 0u64;
-    let mut woken: Vec<&SubscriberId> = Vec::new();
-    for r in receipts.iter().filter(|r| !r.duplicate) {
-        fresh += 1;
-        woken.extend(r.deliveries.iter().map(|d| &d.subscriber));
-    }
-    // One wake-up per subscriber, however many of its deliveries the request created.
-    woken.sort_unstable();
-    woken.dedup();
-    for sub in woken {
-        state.inner.dispatcher.notify(sub);
-    }
+    let receipts = state.inner.dispatcher.ingest(events).await?;
+    let fresh = receipts.iter().filter(|r| !r.duplicate).count() as u64;
     metrics::counter!("herald_events_ingested_total").increment(fresh);
     Ok(receipts)
 }

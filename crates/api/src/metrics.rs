@@ -56,7 +56,8 @@ pub(crate) async fn render(State(state): State<ApiState>) -> Response {
         return ApiError::not_found("metrics_disabled", "no metrics recorder is installed")
             .into_response();
     };
-    for s in state.inner.dispatcher.stats() {
+    // Gauges keep their last values when the store cannot be read right now.
+    for s in state.inner.dispatcher.stats().await.unwrap_or_default() {
         let id = s.id.to_string();
         metrics::gauge!("herald_in_flight", "subscriber" => id.clone()).set(f64::from(s.in_flight));
         metrics::gauge!("herald_effective_limit", "subscriber" => id.clone())
@@ -70,7 +71,7 @@ pub(crate) async fn render(State(state): State<ApiState>) -> Response {
             0.0
         });
     }
-    for (sub, c) in state.inner.store.all_counts() {
+    for (sub, c) in state.inner.store.all_counts().await.unwrap_or_default() {
         let id = sub.to_string();
         for (st, n) in [
             ("pending", c.pending),
@@ -82,7 +83,7 @@ pub(crate) async fn render(State(state): State<ApiState>) -> Response {
                 .set(n as f64);
         }
     }
-    if let Ok(bytes) = state.inner.store.size_on_disk() {
+    if let Ok(Some(bytes)) = state.inner.store.size_on_disk().await {
         metrics::gauge!("herald_store_bytes").set(bytes as f64);
     }
     (

@@ -9,7 +9,7 @@
 //! - [`subscriber`]: the validated, typed settings of one subscriber (what `herald-config`
 //!   produces and what delivery and dispatch consume);
 //! - [`store`]: the [`DeliveryStore`] trait, the seam between the dispatcher and a storage
-//!   engine (sled is the default, in `herald-queue`);
+//!   engine (sled is the default, in `herald-queue`; PostgreSQL in `herald-postgres`);
 //! - [`webhook_secret`]: the one rule for Standard Webhooks secrets, shared by the config
 //!   loader and the signer.
 //!
@@ -30,9 +30,10 @@ pub mod webhook_secret;
 pub use ids::{DeliveryId, EventId, InvalidId, SubscriberId};
 pub use secret::Secret;
 pub use store::{
-    AttemptRecord, BoxFuture, ClaimedDelivery, DeliveryDetails, DeliveryPage, DeliveryRecord,
-    DeliveryStatus, DeliveryStore, EnqueueReceipt, ListQuery, NewEvent, Outcome, PurgeStats,
-    QueueCounts, ReceiptDelivery, StoreError,
+    AttemptRecord, BoxFuture, ClaimRequest, ClaimedDelivery, DeliveryDetails, DeliveryPage,
+    DeliveryRecord, DeliveryStatus, DeliveryStore, EnqueueReceipt, EventDelivery, EventDetails,
+    EventPage, EventQuery, LeaseToken, ListQuery, NewEvent, Outcome, PurgeStats, QueueCounts,
+    ReceiptDelivery, ReplayRequest, ReplayResult, RetryBudget, StoreError, StoreListener,
 };
 pub use subscriber::{
     AuthConfig, EventFilter, RateLimitConfig, RetryPolicy, SecurityPolicy, SigningConfig,

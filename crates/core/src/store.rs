@@ -1,31 +1,48 @@
 //! The storage seam: [`DeliveryStore`].
 //!
-//! The dispatcher and the API talk to storage only through this trait, so another engine can be
-//! added without touching them. `herald-queue` holds the default sled implementation and a
-//! conformance suite every implementation must pass.
+//! The dispatcher and the API talk to storage only through this trait, so the engine is a
+//! choice: sled (`herald-queue`, embedded, one node) or PostgreSQL (`herald-postgres`, a cluster
+//! of nodes). Both pass one conformance suite (`herald-conformance`).
 //!
 //! ## Lifecycle of a delivery
 //!
 //! ```text
 //! enqueue ──► pending ──claim──► in_flight ──Outcome::Delivered──► delivered
 //!                ▲                   │ ├──Outcome::RetryAt(t)──► pending (due at t)
-//!                │                   │ └──Outcome::Dead────────► dead ──retry/redrive──► pending
-//!                └────release────────┘        (and at open: every in_flight is pending again)
+//!                │                   │ └──Outcome::Dead────────► dead ──retry/redrive/replay──► pending
+//!                ├────release────────┘                          delivered ──replay──► pending
+//!                └──── lease_until passed (the lease expired): claimable again
 //! ```
 //!
-//! Methods are synchronous and fast (in-memory index work for an embedded engine). The only
-//! asynchronous call is [`DeliveryStore::sync`], the durability barrier that many concurrent
-//! writers share (group commit).
+//! ## Leases and fencing
+//!
+//! A claim leases each delivery until `lease_until` and hands out a [`LeaseToken`] that is new
+//! for every claim of that delivery. [`finish_attempt`](DeliveryStore::finish_attempt) and
+//! [`release`](DeliveryStore::release) must present it: once a lease has expired and the
+//! delivery was claimed again (by this node or another), the old token is refused with
+//! [`StoreError::LeaseLost`], so a stale attempt can never overwrite a newer outcome. A delivery
+//! whose lease passed `lease_until` without an outcome is claimable again.
+//!
+//! ## Notifications
+//!
+//! A store tells the dispatcher, through the [`StoreListener`] given to
+//! [`DeliveryStore::set_listener`], that work arrived for a subscriber or that a subscriber's
+//! stored state (pause) changed, whichever node made the change. An embedded store calls it
+//! after its own durable writes; a shared one also relays other nodes' changes.
+//!
+//! All methods are `async` and may touch the network (a remote database): callers never hold a
+//! lock across them and treat every error as possibly transient ([`StoreError::Unavailable`]).
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::{DeliveryId, EventId, SubscriberId, UnixMillis};
 
-/// A boxed, sendable future (keeps [`DeliveryStore`] object-safe).
+/// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// An event to enqueue, already fanned out to its subscribers.
@@ -41,6 +58,14 @@ pub struct NewEvent {
     pub idempotency_key: Option<String>,
     /// When Herald accepted the event; also the first due time of its deliveries.
     pub received_at: UnixMillis,
+    /// SPEC §9: deliveries with the same key to a `per_key` subscriber go one at a time, in
+    /// acceptance order. 1 to 256 bytes (validated by the API).
+    pub ordering_key: Option<String>,
+    /// Subscribers (a subset of `subscribers`) whose `ordering = "per_key"` applies to this
+    /// event's deliveries; fixed at enqueue, so a reload never reorders stored work.
+    pub ordered_for: Vec<SubscriberId>,
+    /// The W3C `traceparent` of the ingest request, kept with the event (SPEC §10).
+    pub traceparent: Option<String>,
 }
 
 /// What an enqueue created (or, for a repeated idempotency key, what the first one created).
@@ -82,6 +107,47 @@ pub struct ClaimedDelivery {
     /// The payload bytes, shared (not copied) between deliveries and attempts where the engine
     /// allows.
     pub payload: Bytes,
+    /// The fencing token of this claim: [`DeliveryStore::finish_attempt`] and
+    /// [`DeliveryStore::release`] must present it.
+    pub lease: LeaseToken,
+    /// When the lease expires and the delivery becomes claimable again.
+    pub lease_until: UnixMillis,
+    /// The retry budget the schedule counts from (reset by a replay).
+    pub budget: RetryBudget,
+    /// The event's ordering key, when this delivery is ordered by it (SPEC §9).
+    pub ordering_key: Option<Arc<str>>,
+    /// The ingest request's W3C `traceparent`, if it had one.
+    pub traceparent: Option<Arc<str>>,
+}
+
+/// A lease's fencing token: unique per claim of a delivery (a later claim of the same delivery
+/// always gets a different token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LeaseToken(pub u64);
+
+/// Where a delivery's retry schedule starts: its first attempt and its creation, until a replay
+/// gives it a fresh budget (SPEC §10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryBudget {
+    /// The attempt number that counts as attempt 1 of the schedule (`max_attempts`).
+    pub first_attempt: u32,
+    /// The time `max_age` counts from.
+    pub since: UnixMillis,
+}
+
+impl RetryBudget {
+    /// The budget of a delivery never replayed.
+    pub fn new(created_at: UnixMillis) -> Self {
+        Self {
+            first_attempt: 1,
+            since: created_at,
+        }
+    }
+
+    /// `attempt`'s number within this budget (1 for the budget's first attempt).
+    pub fn attempt_in_budget(self, attempt: u32) -> u32 {
+        attempt.saturating_sub(self.first_attempt).saturating_add(1)
+    }
 }
 
 /// The state of a delivery.
@@ -179,6 +245,8 @@ pub struct DeliveryRecord {
     pub updated_at: UnixMillis,
     /// The last attempt's error, if it failed.
     pub last_error: Option<String>,
+    /// The event's ordering key, when this delivery is ordered by it (SPEC §9).
+    pub ordering_key: Option<String>,
 }
 
 /// A delivery with its attempt history, for `GET /v1/deliveries/{id}`.
@@ -212,6 +280,107 @@ pub struct DeliveryPage {
     pub next_cursor: Option<DeliveryId>,
 }
 
+/// An event as stored, with its deliveries, for `GET /v1/events/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventDetails {
+    /// Event id.
+    pub id: EventId,
+    /// Event type.
+    pub event_type: String,
+    /// When Herald accepted it.
+    pub received_at: UnixMillis,
+    /// Its ordering key, if it had one.
+    pub ordering_key: Option<String>,
+    /// Its idempotency key, if it had one.
+    pub idempotency_key: Option<String>,
+    /// The ingest request's `traceparent`, if it had one.
+    pub traceparent: Option<String>,
+    /// The payload exactly as ingested.
+    pub payload: Bytes,
+    /// Its deliveries (those not purged), in id order.
+    pub deliveries: Vec<EventDelivery>,
+}
+
+/// One delivery of an [`EventDetails`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventDelivery {
+    /// Delivery id.
+    pub id: DeliveryId,
+    /// Who it goes to.
+    pub subscriber: SubscriberId,
+    /// Its state now.
+    pub status: DeliveryStatus,
+}
+
+/// A page query for `GET /v1/events`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventQuery {
+    /// Only events accepted at or after this time.
+    pub since: Option<UnixMillis>,
+    /// Only events accepted before this time.
+    pub until: Option<UnixMillis>,
+    /// Only events of this type.
+    pub event_type: Option<String>,
+    /// Page size (callers clamp it; 0 means the implementation's default).
+    pub limit: usize,
+    /// Resume after this event id (the previous page's `next_cursor`).
+    pub cursor: Option<EventId>,
+}
+
+/// One page of events, in id (acceptance) order; `deliveries` may be left empty by the engine
+/// when listing (the API lists events without their deliveries).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventPage {
+    /// The events.
+    pub events: Vec<EventDetails>,
+    /// Pass as `cursor` for the next page; `None` at the end.
+    pub next_cursor: Option<EventId>,
+}
+
+/// `POST /v1/subscribers/{id}/replay` (SPEC §10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayRequest {
+    /// Whose deliveries.
+    pub subscriber: SubscriberId,
+    /// Events accepted at or after this time…
+    pub since: UnixMillis,
+    /// …and before this one (`None`: up to now).
+    pub until: Option<UnixMillis>,
+    /// Deliveries in these states (only `Delivered` and `Dead` are meaningful).
+    pub statuses: Vec<DeliveryStatus>,
+    /// Only these event types (empty: all).
+    pub event_types: Vec<String>,
+    /// Count only; change nothing.
+    pub dry_run: bool,
+    /// The replayed deliveries are due at this time, with a fresh [`RetryBudget`] from it.
+    pub now: UnixMillis,
+}
+
+/// What a replay matched and changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplayResult {
+    /// Deliveries that matched the filter.
+    pub matched: u64,
+    /// Deliveries made pending again (0 on a dry run).
+    pub replayed: u64,
+}
+
+/// A claim of a subscriber's due deliveries.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimRequest<'a> {
+    /// Whose deliveries.
+    pub subscriber: &'a SubscriberId,
+    /// Deliveries due at or before this time, and leases expired by it, are claimable.
+    pub now: UnixMillis,
+    /// The new leases expire at this time.
+    pub lease_until: UnixMillis,
+    /// Most deliveries to lease in this call.
+    pub max: usize,
+    /// The subscriber's cap on unexpired leases across every node (its effective limit): the
+    /// claim leases no more than `cap` minus the leases already out.
+    pub cap: u32,
+}
+
 /// Deliveries of one subscriber by state; maintained incrementally, never by scanning.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct QueueCounts {
@@ -243,6 +412,14 @@ pub enum StoreError {
     /// No delivery with this id.
     #[error("delivery {0} not found")]
     NotFound(DeliveryId),
+    /// The lease presented is no longer the delivery's current one (it expired and the delivery
+    /// was claimed again, or it was released): the outcome is refused (fencing).
+    #[error("delivery {0}: the lease is no longer held (expired and claimed again, or released)")]
+    LeaseLost(DeliveryId),
+    /// The storage engine cannot be reached now (a database connection lost); the operation
+    /// changed nothing and may be tried again.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
     /// The delivery is not in a state that allows the operation.
     #[error("delivery {id} is {actual:?}, expected {expected:?}")]
     InvalidState {
@@ -272,75 +449,116 @@ pub enum StoreError {
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// Told by a store that something changed, on this node or (for a shared engine) another.
+///
+/// Calls are cheap and must not block: implementations only wake tasks.
+pub trait StoreListener: Send + Sync + 'static {
+    /// Deliveries of `subscriber` may be claimable now (enqueue, retry, redrive, replay,
+    /// release).
+    fn work_available(&self, subscriber: &SubscriberId);
+    /// A subscriber's stored state (its pause) changed: read it again with
+    /// [`DeliveryStore::paused`].
+    fn subscriber_changed(&self, subscriber: &SubscriberId);
+}
+
 /// Durable storage of events, deliveries and their attempt history.
 ///
-/// Implementations must be safe to call concurrently from many tasks. All methods except
-/// [`sync`](Self::sync) may block briefly (no network, no fsync).
+/// Implementations must be safe to call concurrently from many tasks. Every method may wait
+/// (on a disk flush or a database round trip); none holds the caller's locks.
+#[async_trait::async_trait]
 pub trait DeliveryStore: Send + Sync + 'static {
-    /// Atomically stores each event (its payload once, one pending delivery per subscriber,
-    /// due at `received_at`) and returns one receipt per event, in order.
+    /// Stores each event (its payload once, one pending delivery per subscriber, due at
+    /// `received_at`) and returns one receipt per event, in order, **once they are durable**
+    /// (sled: a group-committed fsync that started after the write; Postgres: COMMIT with
+    /// synchronous commit). Concurrent calls share the durability cost (group commit).
     ///
-    /// Not durable until a later [`sync`](Self::sync) completes. An event whose idempotency key
-    /// is already stored creates nothing and returns the first receipt with `duplicate = true`.
-    fn enqueue(&self, events: Vec<NewEvent>) -> Result<Vec<EnqueueReceipt>, StoreError>;
+    /// An event whose idempotency key is already stored creates nothing and returns the first
+    /// receipt with `duplicate = true`. Notifies the listener of the subscribers that got work.
+    async fn enqueue(&self, events: Vec<NewEvent>) -> Result<Vec<EnqueueReceipt>, StoreError>;
 
-    /// Durability barrier: resolves once everything written before the call is on disk
-    /// (fsync'd). Concurrent callers share one flush (group commit).
-    fn sync(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Durability barrier: resolves once everything written before the call survives a crash
+    /// of the machine. Concurrent callers share one flush.
+    async fn sync(&self) -> Result<(), StoreError>;
 
-    /// Leases up to `max` of the subscriber's deliveries due at or before `now`, in due order,
-    /// marking them in flight until `lease_until`.
-    fn claim(
-        &self,
-        subscriber: &SubscriberId,
-        now: UnixMillis,
-        lease_until: UnixMillis,
-        max: usize,
-    ) -> Result<Vec<ClaimedDelivery>, StoreError>;
+    /// Leases up to `request.max` of the subscriber's claimable deliveries (pending and due,
+    /// or leased with an expired lease), in due order, within the cluster-wide `cap`. Ordered
+    /// deliveries (SPEC §9) are claimable only at the head of their key's line.
+    async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<ClaimedDelivery>, StoreError>;
 
-    /// The due time of the subscriber's earliest pending delivery, if any.
-    fn next_due(&self, subscriber: &SubscriberId) -> Result<Option<UnixMillis>, StoreError>;
+    /// The earliest time one of the subscriber's deliveries becomes claimable (a pending
+    /// delivery's due time or a lease's expiry), if any. Claimable now: a time ≤ now.
+    async fn next_due(&self, subscriber: &SubscriberId) -> Result<Option<UnixMillis>, StoreError>;
 
-    /// Records an attempt of an in-flight delivery and moves it according to `outcome`.
-    fn finish_attempt(
+    /// Records an attempt of a leased delivery and moves it according to `outcome`.
+    /// [`StoreError::LeaseLost`] if `lease` is no longer the delivery's current lease.
+    async fn finish_attempt(
         &self,
         id: DeliveryId,
+        lease: LeaseToken,
         attempt: AttemptRecord,
         outcome: Outcome,
     ) -> Result<(), StoreError>;
 
-    /// Gives an in-flight delivery back without an attempt (pause, shutdown), due at `due`.
-    fn release(&self, id: DeliveryId, due: UnixMillis) -> Result<(), StoreError>;
+    /// Gives a leased delivery back without an attempt (pause, shutdown), due at `due`.
+    /// [`StoreError::LeaseLost`] if `lease` is no longer the delivery's current lease.
+    async fn release(
+        &self,
+        id: DeliveryId,
+        lease: LeaseToken,
+        due: UnixMillis,
+    ) -> Result<(), StoreError>;
 
     /// Moves one dead delivery back to pending, due at `now`.
-    fn retry_dead(&self, id: DeliveryId, now: UnixMillis) -> Result<DeliveryRecord, StoreError>;
+    async fn retry_dead(
+        &self,
+        id: DeliveryId,
+        now: UnixMillis,
+    ) -> Result<DeliveryRecord, StoreError>;
 
     /// Moves every dead delivery of a subscriber back to pending, due at `now`; returns how many.
-    fn redrive(&self, subscriber: &SubscriberId, now: UnixMillis) -> Result<u64, StoreError>;
+    async fn redrive(&self, subscriber: &SubscriberId, now: UnixMillis) -> Result<u64, StoreError>;
+
+    /// Makes the subscriber's matching finished deliveries pending again (same id, history
+    /// kept, fresh retry budget), in bounded chunks that never block other callers.
+    async fn replay(&self, request: &ReplayRequest) -> Result<ReplayResult, StoreError>;
 
     /// One delivery with its attempt history.
-    fn get(&self, id: DeliveryId) -> Result<Option<DeliveryDetails>, StoreError>;
+    async fn get(&self, id: DeliveryId) -> Result<Option<DeliveryDetails>, StoreError>;
 
     /// A page of deliveries in id order, filtered.
-    fn list(&self, query: &ListQuery) -> Result<DeliveryPage, StoreError>;
+    async fn list(&self, query: &ListQuery) -> Result<DeliveryPage, StoreError>;
 
-    /// Current counts of a subscriber's deliveries by state (no scan).
-    fn counts(&self, subscriber: &SubscriberId) -> QueueCounts;
+    /// One event with its payload and deliveries.
+    async fn get_event(&self, id: EventId) -> Result<Option<EventDetails>, StoreError>;
 
-    /// Every subscriber that has deliveries stored, with its counts (no scan).
-    fn all_counts(&self) -> Vec<(SubscriberId, QueueCounts)>;
+    /// A page of events in id order, filtered.
+    async fn list_events(&self, query: &EventQuery) -> Result<EventPage, StoreError>;
 
-    /// Persists a subscriber's pause (`Some(reason)`) or resume (`None`).
-    fn set_paused(&self, subscriber: &SubscriberId, reason: Option<&str>)
-        -> Result<(), StoreError>;
+    /// Current counts of a subscriber's deliveries by state (no scan of the deliveries).
+    async fn counts(&self, subscriber: &SubscriberId) -> Result<QueueCounts, StoreError>;
+
+    /// Every subscriber that has deliveries stored, with its counts (no scan), including
+    /// subscribers whose counts are all zero now but were not before (so gauges fall to 0).
+    async fn all_counts(&self) -> Result<Vec<(SubscriberId, QueueCounts)>, StoreError>;
+
+    /// Persists a subscriber's pause (`Some(reason)`) or resume (`None`), durably, and notifies
+    /// every node's listener.
+    async fn set_paused(
+        &self,
+        subscriber: &SubscriberId,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError>;
 
     /// Every paused subscriber with its reason.
-    fn paused(&self) -> Result<Vec<(SubscriberId, String)>, StoreError>;
+    async fn paused(&self) -> Result<Vec<(SubscriberId, String)>, StoreError>;
 
     /// Removes delivered and dead deliveries finished before `cutoff`, their attempts, events
-    /// left without deliveries, and idempotency keys older than `cutoff`.
-    fn purge(&self, cutoff: UnixMillis) -> Result<PurgeStats, StoreError>;
+    /// left without deliveries, and idempotency keys older than `cutoff`, in bounded batches.
+    async fn purge(&self, cutoff: UnixMillis) -> Result<PurgeStats, StoreError>;
 
-    /// Bytes the store occupies on disk.
-    fn size_on_disk(&self) -> Result<u64, StoreError>;
+    /// Bytes the store occupies on disk, where the engine knows it.
+    async fn size_on_disk(&self) -> Result<Option<u64>, StoreError>;
+
+    /// Registers the listener told about changes (replacing any earlier one).
+    fn set_listener(&self, listener: Arc<dyn StoreListener>);
 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use herald_core::{AttemptRecord, ClaimedDelivery, Outcome, UnixMillis};
+use herald_core::{AttemptRecord, ClaimedDelivery, Outcome, StoreError, UnixMillis};
 use herald_delivery::{retry, AttemptRequest, AttemptResult, Verdict};
 use tracing::Instrument;
 
@@ -39,7 +39,7 @@ pub(crate) async fn run(
             r = settings.endpoint.attempt(request) => r,
             () = shared.hard_stop.cancelled() => {
                 // Shutdown grace ran out: give the lease back, the next start sends it again.
-                release(&shared, &delivery);
+                release(&shared, &delivery).await;
                 return;
             }
         };
@@ -53,7 +53,7 @@ pub(crate) async fn run(
             .attempt_seconds
             .record(result.duration.as_secs_f64());
 
-        let outcome = decide(&sub, &settings, &shared, &delivery, &result, duration_ms);
+        let outcome = decide(&sub, &settings, &shared, &delivery, &result, duration_ms).await;
         let success = matches!(result.verdict, Verdict::Success);
         let record = AttemptRecord {
             attempt: delivery.attempt,
@@ -62,9 +62,25 @@ pub(crate) async fn run(
             error: result.error,
             duration_ms,
         };
-        if let Err(e) = shared.store.finish_attempt(delivery.id, record, outcome) {
-            // The lease stays; a restart makes the delivery due again (at-least-once).
-            tracing::error!(error = %e, "recording the attempt failed");
+        match shared
+            .store
+            .finish_attempt(delivery.id, delivery.lease, record, outcome)
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::LeaseLost(_)) => {
+                // The lease expired and the delivery was claimed again: the newer lease owns
+                // it now, and this outcome is dropped (fencing).
+                tracing::warn!(
+                    subscriber = %sub.id, delivery_id = %delivery.id,
+                    "attempt outcome dropped: the lease was lost (it expired and the delivery was claimed again)"
+                );
+            }
+            Err(e) => {
+                // The lease stays until it expires; then the delivery is claimable again
+                // (at-least-once).
+                tracing::error!(error = %e, "recording the attempt failed");
+            }
         }
         sub.record_outcome(success);
     }
@@ -72,7 +88,7 @@ pub(crate) async fn run(
     .await;
 }
 
-fn decide(
+async fn decide(
     sub: &Subscriber,
     settings: &Settings,
     shared: &Shared,
@@ -96,7 +112,7 @@ fn decide(
         Verdict::Gone => {
             sub.metrics.gone.increment(1);
             tracing::warn!(subscriber, %delivery_id, attempt, status, duration_ms, "subscriber answered 410 Gone: pausing it");
-            if let Err(e) = shared.store.set_paused(&sub.id, Some(GONE_REASON)) {
+            if let Err(e) = shared.store.set_paused(&sub.id, Some(GONE_REASON)).await {
                 tracing::error!(error = %e, "persisting the pause failed");
             }
             sub.set_paused(Some(GONE_REASON.to_owned()));
@@ -105,10 +121,12 @@ fn decide(
         }
         Verdict::Failure => {
             let now = UnixMillis::now();
+            // The schedule counts within the delivery's retry budget (a replay starts a fresh
+            // one: attempt 1 again, `max_age` from the replay).
             let next = retry::next_attempt_at(
                 &settings.config.retry,
-                delivery.attempt,
-                delivery.created_at,
+                delivery.budget.attempt_in_budget(delivery.attempt),
+                delivery.budget.since,
                 now,
                 result.retry_after,
                 &mut rand::rng(),
@@ -137,8 +155,18 @@ fn decide(
 }
 
 /// Gives a claimed delivery back, due now.
-pub(crate) fn release(shared: &Shared, delivery: &ClaimedDelivery) {
-    if let Err(e) = shared.store.release(delivery.id, UnixMillis::now()) {
-        tracing::error!(delivery_id = %delivery.id, error = %e, "releasing a lease failed; it is recovered at the next start");
+pub(crate) async fn release(shared: &Shared, delivery: &ClaimedDelivery) {
+    match shared
+        .store
+        .release(delivery.id, delivery.lease, UnixMillis::now())
+        .await
+    {
+        Ok(()) => {}
+        Err(StoreError::LeaseLost(_)) => {
+            tracing::warn!(delivery_id = %delivery.id, "release dropped: the lease was already lost");
+        }
+        Err(e) => {
+            tracing::error!(delivery_id = %delivery.id, error = %e, "releasing a lease failed; the delivery is claimable again when the lease expires");
+        }
     }
 }

@@ -6,14 +6,28 @@
 //! counters); the only thing subscribers share is the HTTP connection pool and the store.
 //! A black-holed endpoint fills its own `max_in_flight` slots and nobody else's.
 //!
+//! **The dispatcher owns the path** "change the store → make it durable → wake the pumps":
+//! the API calls [`Dispatcher::ingest`], [`Dispatcher::retry`], [`Dispatcher::redrive`],
+//! [`Dispatcher::replay`], [`Dispatcher::pause`] and [`Dispatcher::resume`]; each changes the
+//! store (durably, as the store's methods promise), and the store tells the dispatcher, as its
+//! registered [`StoreListener`](herald_core::StoreListener), which subscriber got work
+//! (`work_available` wakes that pump) or changed (`subscriber_changed` re-reads its pause from
+//! the store). With a shared engine the same calls arrive for changes made on other nodes.
+//!
+//! Leases are the store's: a pump claims within its effective limit (`cap`), keeps each
+//! claim's lease token and presents it with the outcome or the release. An outcome refused
+//! with `LeaseLost` (the lease expired and the delivery was claimed again) is logged and
+//! dropped: the newer lease owns the delivery.
+//!
 //! ```no_run
 //! # async fn demo(store: std::sync::Arc<dyn herald_core::DeliveryStore>,
-//! #               subs: Vec<herald_core::SubscriberConfig>) -> Result<(), Box<dyn std::error::Error>> {
+//! #               subs: Vec<herald_core::SubscriberConfig>,
+//! #               events: Vec<herald_core::NewEvent>) -> Result<(), Box<dyn std::error::Error>> {
 //! use herald_delivery::HttpClient;
 //! let client = HttpClient::new(herald_core::SecurityPolicy::default())?;
-//! let dispatcher = herald_dispatcher::Dispatcher::start(store, client, subs)?;
-//! // after an enqueue for "acme" is durable:
-//! dispatcher.notify(&herald_core::SubscriberId::new("acme")?);
+//! let dispatcher = herald_dispatcher::Dispatcher::start(store, client, subs).await?;
+//! // Durable when it returns; the pumps of the subscribers that got work are woken.
+//! let receipts = dispatcher.ingest(events).await?;
 //! dispatcher.shutdown(std::time::Duration::from_secs(30)).await;
 //! # Ok(()) }
 //! ```
@@ -24,10 +38,14 @@ mod subscriber;
 mod throttle;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use herald_core::{DeliveryStore, QueueCounts, StoreError, SubscriberConfig, SubscriberId};
+use herald_core::{
+    DeliveryId, DeliveryRecord, DeliveryStore, EnqueueReceipt, NewEvent, QueueCounts,
+    ReplayRequest, ReplayResult, StoreError, StoreListener, SubscriberConfig, SubscriberId,
+    UnixMillis,
+};
 use herald_delivery::{DeliveryError, HttpClient};
 use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
@@ -169,9 +187,9 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// Builds every subscriber's endpoint, restores persisted pauses and starts one pump per
-    /// subscriber on the current tokio runtime.
-    pub fn start(
+    /// Builds every subscriber's endpoint, restores persisted pauses, registers itself as the
+    /// store's listener and starts one pump per subscriber on the current tokio runtime.
+    pub async fn start(
         store: Arc<dyn DeliveryStore>,
         client: HttpClient,
         subscribers: Vec<SubscriberConfig>,
@@ -180,7 +198,7 @@ impl Dispatcher {
             .into_iter()
             .map(|c| Settings::build(c, &client))
             .collect::<Result<Vec<_>, _>>()?;
-        let paused: HashMap<SubscriberId, String> = store.paused()?.into_iter().collect();
+        let paused: HashMap<SubscriberId, String> = store.paused().await?.into_iter().collect();
         let shared = Arc::new(Shared {
             store,
             client,
@@ -200,7 +218,11 @@ impl Dispatcher {
             }
             *dispatcher.shared.routes.write() = Arc::new(Routes::build(&map));
         }
-        dispatcher.report_orphans();
+        dispatcher.shared.store.set_listener(Arc::new(Listener {
+            shared: Arc::downgrade(&dispatcher.shared),
+            runtime: tokio::runtime::Handle::current(),
+        }));
+        dispatcher.report_orphans().await;
         Ok(dispatcher)
     }
 
@@ -253,22 +275,59 @@ impl Dispatcher {
             .ok_or_else(|| DispatchError::UnknownSubscriber(id.to_owned()))
     }
 
-    /// Holds a subscriber's deliveries (persisted: a restart keeps the pause).
-    pub fn pause(&self, id: &str, reason: &str) -> Result<(), DispatchError> {
+    /// Holds a subscriber's deliveries (persisted: a restart, and every node, keeps the pause).
+    pub async fn pause(&self, id: &str, reason: &str) -> Result<(), DispatchError> {
         let sub = self.get(id)?;
-        self.shared.store.set_paused(&sub.id, Some(reason))?;
+        self.shared.store.set_paused(&sub.id, Some(reason)).await?;
         sub.set_paused(Some(reason.to_owned()));
         tracing::info!(subscriber = %sub.id, reason, "subscriber paused");
         Ok(())
     }
 
     /// Releases a paused subscriber.
-    pub fn resume(&self, id: &str) -> Result<(), DispatchError> {
+    pub async fn resume(&self, id: &str) -> Result<(), DispatchError> {
         let sub = self.get(id)?;
-        self.shared.store.set_paused(&sub.id, None)?;
+        self.shared.store.set_paused(&sub.id, None).await?;
         sub.set_paused(None);
         tracing::info!(subscriber = %sub.id, "subscriber resumed");
         Ok(())
+    }
+
+    /// Stores events (durable when this returns: the API may answer `202`); the store wakes
+    /// the pumps of the subscribers that got work.
+    pub async fn ingest(
+        &self,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<EnqueueReceipt>, DispatchError> {
+        Ok(self.shared.store.enqueue(events).await?)
+    }
+
+    /// Moves one dead delivery back to pending, due now.
+    pub async fn retry(&self, id: DeliveryId) -> Result<DeliveryRecord, DispatchError> {
+        let record = self.shared.store.retry_dead(id, UnixMillis::now()).await?;
+        self.shared.store.sync().await?;
+        Ok(record)
+    }
+
+    /// Moves every dead delivery of a subscriber back to pending, due now; returns how many.
+    /// Works for a subscriber no longer configured too (its deliveries wait for it).
+    pub async fn redrive(&self, subscriber: &SubscriberId) -> Result<u64, DispatchError> {
+        let moved = self
+            .shared
+            .store
+            .redrive(subscriber, UnixMillis::now())
+            .await?;
+        self.shared.store.sync().await?;
+        Ok(moved)
+    }
+
+    /// Makes a subscriber's matching finished deliveries pending again (SPEC §10).
+    pub async fn replay(&self, request: &ReplayRequest) -> Result<ReplayResult, DispatchError> {
+        let result = self.shared.store.replay(request).await?;
+        if result.replayed > 0 {
+            self.shared.store.sync().await?;
+        }
+        Ok(result)
     }
 
     /// Whether `id` is a configured subscriber.
@@ -276,20 +335,27 @@ impl Dispatcher {
         self.get(id).is_ok()
     }
 
-    /// Live figures of every configured subscriber, by id.
-    pub fn stats(&self) -> Vec<SubscriberStats> {
+    /// Live figures of every configured subscriber, by id. Fails when the store cannot be
+    /// read (its counts).
+    pub async fn stats(&self) -> Result<Vec<SubscriberStats>, DispatchError> {
         let subs: Vec<Arc<Subscriber>> = self.shared.subscribers.read().values().cloned().collect();
-        subs.iter().map(|s| self.stats_of_sub(s)).collect()
+        let mut out = Vec::with_capacity(subs.len());
+        for s in &subs {
+            out.push(self.stats_of_sub(s).await?);
+        }
+        Ok(out)
     }
 
     /// Live figures of one subscriber.
-    pub fn stats_of(&self, id: &str) -> Result<SubscriberStats, DispatchError> {
-        Ok(self.stats_of_sub(&*self.get(id)?))
+    pub async fn stats_of(&self, id: &str) -> Result<SubscriberStats, DispatchError> {
+        let sub = self.get(id)?;
+        self.stats_of_sub(&sub).await
     }
 
-    fn stats_of_sub(&self, sub: &Subscriber) -> SubscriberStats {
+    async fn stats_of_sub(&self, sub: &Subscriber) -> Result<SubscriberStats, DispatchError> {
+        let counts = self.shared.store.counts(&sub.id).await?;
         let settings = sub.settings();
-        SubscriberStats {
+        Ok(SubscriberStats {
             id: sub.id.clone(),
             url: settings.config.url.to_string(),
             events: settings.config.events.to_vec(),
@@ -298,19 +364,22 @@ impl Dispatcher {
             in_flight: sub.in_flight(),
             error_rate: sub.error_rate(),
             paused_reason: sub.paused_reason(),
-            counts: self.shared.store.counts(&sub.id),
-        }
+            counts,
+        })
     }
 
     /// Applies a new subscriber set. Every endpoint is built first: if any fails, nothing
     /// changes. Changed limits apply to new requests; in-flight ones finish as they started.
-    pub fn reload(&self, configs: Vec<SubscriberConfig>) -> Result<ReloadReport, DispatchError> {
+    pub async fn reload(
+        &self,
+        configs: Vec<SubscriberConfig>,
+    ) -> Result<ReloadReport, DispatchError> {
         let built = configs
             .into_iter()
             .map(|c| Settings::build(c, &self.shared.client))
             .collect::<Result<Vec<_>, _>>()?;
         let paused: HashMap<SubscriberId, String> =
-            self.shared.store.paused()?.into_iter().collect();
+            self.shared.store.paused().await?.into_iter().collect();
         let mut report = ReloadReport::default();
         {
             let mut map = self.shared.subscribers.write();
@@ -337,7 +406,7 @@ impl Dispatcher {
             *self.shared.routes.write() = Arc::new(Routes::build(&next));
             *map = next;
         }
-        report.orphaned = self.report_orphans();
+        report.orphaned = self.report_orphans().await;
         tracing::info!(
             subscribers = report.subscribers,
             added = %ids_text(&report.added),
@@ -348,12 +417,16 @@ impl Dispatcher {
     }
 
     /// Logs (and returns) stored deliveries waiting for subscribers that are not configured.
-    fn report_orphans(&self) -> Vec<(SubscriberId, u64)> {
+    async fn report_orphans(&self) -> Vec<(SubscriberId, u64)> {
+        let all = match self.shared.store.all_counts().await {
+            Ok(all) => all,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the queue counts to look for orphaned deliveries");
+                return Vec::new();
+            }
+        };
         let map = self.shared.subscribers.read();
-        let orphans: Vec<(SubscriberId, u64)> = self
-            .shared
-            .store
-            .all_counts()
+        let orphans: Vec<(SubscriberId, u64)> = all
             .into_iter()
             .filter(|(id, c)| !map.contains_key(id) && c.pending + c.in_flight > 0)
             .map(|(id, c)| (id, c.pending + c.in_flight))
@@ -378,6 +451,56 @@ impl Dispatcher {
             let _ = tokio::time::timeout(Duration::from_secs(5), self.shared.tasks.wait()).await;
         }
         ShutdownReport { drained }
+    }
+}
+
+/// The dispatcher as the store's [`StoreListener`]: wakes pumps and refreshes pauses. Holds
+/// the dispatcher weakly (the store holds the listener, the dispatcher holds the store).
+struct Listener {
+    shared: Weak<Shared>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Listener {
+    fn subscriber(&self, id: &SubscriberId) -> Option<(Arc<Shared>, Arc<Subscriber>)> {
+        let shared = self.shared.upgrade()?;
+        let sub = shared.subscribers.read().get(id).cloned()?;
+        Some((shared, sub))
+    }
+}
+
+impl StoreListener for Listener {
+    fn work_available(&self, subscriber: &SubscriberId) {
+        if let Some((_, sub)) = self.subscriber(subscriber) {
+            sub.wake.notify_one();
+        }
+    }
+
+    fn subscriber_changed(&self, subscriber: &SubscriberId) {
+        let Some((shared, sub)) = self.subscriber(subscriber) else {
+            return;
+        };
+        // Reading the store may wait (a database): do it on a task, never in the caller.
+        self.runtime.spawn(async move {
+            // One refresh at a time per subscriber, each reading the store afresh: whichever
+            // runs last applies the latest stored state.
+            let _one = sub.pause_refresh.lock().await;
+            match shared.store.paused().await {
+                Ok(paused) => {
+                    let reason = paused
+                        .into_iter()
+                        .find(|(id, _)| *id == sub.id)
+                        .map(|(_, reason)| reason);
+                    if reason != sub.paused_reason() {
+                        tracing::info!(subscriber = %sub.id, paused = reason.is_some(), "subscriber pause changed in the store");
+                    }
+                    sub.set_paused(reason);
+                }
+                Err(e) => {
+                    tracing::warn!(subscriber = %sub.id, error = %e, "cannot re-read the pause state");
+                }
+            }
+        });
     }
 }
 

@@ -6,7 +6,9 @@
 //! 2. **concurrency**: claim only while `in_flight < effective_limit` (the throttle's current
 //!    limit, never above `max_in_flight`), and, while requests are in flight, only once a step
 //!    of slots is free (see [`claim_step`]); waiting deliveries stay in the persistent queue;
-//! 3. **claim** due deliveries from the store's per-subscriber ready index (a lease);
+//! 3. **claim** due deliveries from the store, within the effective limit as the claim's `cap`
+//!    (the store counts the subscriber's unexpired leases, on every node); each claim is a
+//!    lease with a token the attempt presents with its outcome;
 //! 4. **rate limit**: wait for the subscriber's governor limiter, if any (one claim at a time
 //!    then, so nothing sits leased while it waits);
 //! 5. **attempt** (see [`crate::attempt`]): HTTP with the per-attempt timeout, then the outcome,
@@ -18,7 +20,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_core::UnixMillis;
+use herald_core::{ClaimRequest, UnixMillis};
 
 use crate::attempt;
 use crate::subscriber::Subscriber;
@@ -46,8 +48,14 @@ pub(crate) const LEASE_MARGIN: Duration = Duration::from_secs(30);
 /// Pause before trying again after a storage error.
 const STORE_ERROR_BACKOFF: Duration = Duration::from_secs(1);
 
+/// Pause when deliveries are due but the claim leased none (the cap is held by leases this
+/// pump does not know of: other nodes', or expired ones still counted elsewhere).
+const CAP_HELD_BACKOFF: Duration = Duration::from_millis(50);
+
 pub(crate) async fn run(sub: Arc<Subscriber>, shared: Arc<Shared>) {
     tracing::debug!(subscriber = %sub.id, "pump started");
+    // Whether the last claim came back empty although something was due.
+    let mut empty_while_due = false;
     loop {
         if sub.stop.is_cancelled() {
             break;
@@ -74,7 +82,14 @@ pub(crate) async fn run(sub: Arc<Subscriber>, shared: Arc<Shared>) {
         };
         let now = UnixMillis::now();
         let lease_until = now.plus(settings.endpoint.max_attempt_duration() + LEASE_MARGIN);
-        let claimed = match shared.store.claim(&sub.id, now, lease_until, room as usize) {
+        let request = ClaimRequest {
+            subscriber: &sub.id,
+            now,
+            lease_until,
+            max: room as usize,
+            cap: limit,
+        };
+        let claimed = match shared.store.claim(request).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(subscriber = %sub.id, error = %e, "claim failed");
@@ -85,9 +100,15 @@ pub(crate) async fn run(sub: Arc<Subscriber>, shared: Arc<Shared>) {
             }
         };
         if claimed.is_empty() {
-            let sleep = match shared.store.next_due(&sub.id) {
+            let sleep = match shared.store.next_due(&sub.id).await {
                 Ok(Some(due)) if due > now => Some(due.since(now)),
-                Ok(Some(_)) => continue, // became due between claim and peek
+                // Became due between claim and peek: claim again at once, but only once in a
+                // row (if the cap is held elsewhere, the claim keeps coming back empty).
+                Ok(Some(_)) if !empty_while_due => {
+                    empty_while_due = true;
+                    continue;
+                }
+                Ok(Some(_)) => Some(CAP_HELD_BACKOFF),
                 Ok(None) => None,
                 Err(e) => {
                     tracing::error!(subscriber = %sub.id, error = %e, "reading next due time failed");
@@ -99,12 +120,13 @@ pub(crate) async fn run(sub: Arc<Subscriber>, shared: Arc<Shared>) {
             }
             continue;
         }
+        empty_while_due = false;
         for delivery in claimed {
             if let Some(limiter) = &settings.limiter {
                 tokio::select! {
                     () = limiter.until_ready() => {}
                     () = sub.stop.cancelled() => {
-                        attempt::release(&shared, &delivery);
+                        attempt::release(&shared, &delivery).await;
                         continue;
                     }
                 }

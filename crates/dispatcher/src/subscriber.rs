@@ -94,6 +94,8 @@ pub(crate) struct Subscriber {
     pub(crate) wake: Notify,
     /// Cancelled when the subscriber is removed or the dispatcher stops.
     pub(crate) stop: CancellationToken,
+    /// Serializes re-reads of the stored pause (see the dispatcher's listener).
+    pub(crate) pause_refresh: tokio::sync::Mutex<()>,
     pub(crate) metrics: SubscriberMetrics,
 }
 
@@ -116,6 +118,7 @@ impl Subscriber {
             paused: RwLock::new(paused),
             wake: Notify::new(),
             stop,
+            pause_refresh: tokio::sync::Mutex::new(()),
         })
     }
 

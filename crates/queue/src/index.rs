@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use herald_core::{DeliveryId, EventId, QueueCounts, SubscriberId};
+use herald_core::{DeliveryId, EventId, LeaseToken, QueueCounts, SubscriberId};
 use parking_lot::{Mutex, RwLock};
 
 use crate::records::Status;
@@ -27,13 +27,23 @@ pub(crate) struct Ready {
 /// Pending deliveries by (due ms, id): earliest due first, ties in creation order.
 pub(crate) type ReadyIndex = BTreeMap<(u64, DeliveryId), Ready>;
 
-/// One subscriber's pending deliveries and its counts by state.
+/// Leases by (lease_until ms, id) → token: which leases expire first, and how many are out.
+pub(crate) type LeaseIndex = BTreeMap<(u64, DeliveryId), LeaseToken>;
+
+/// One subscriber's pending deliveries, its leases and its counts by state.
 #[derive(Debug, Default)]
 pub(crate) struct SubscriberState {
     /// Only this subscriber's pump and transitions of this subscriber's deliveries take this
     /// lock. Invariant: a delivery is in here exactly when its record is pending and not leased,
     /// under the key of its due time.
     pub(crate) ready: Mutex<ReadyIndex>,
+    /// The expiry index of this subscriber's leases. Invariant: a delivery is in here exactly
+    /// when it is leased (its stripe holds the lease with the same token and end), except for
+    /// the moment a claim takes an expired entry out to lease it again.
+    pub(crate) leases: Mutex<LeaseIndex>,
+    /// Serializes this subscriber's claims, so the cap (counted from `leases`) is exact. The
+    /// pump is the only claimer of its subscriber, so nobody waits on it in practice.
+    pub(crate) claiming: Mutex<()>,
     pending: AtomicU64,
     in_flight: AtomicU64,
     delivered: AtomicU64,

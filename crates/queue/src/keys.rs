@@ -39,6 +39,16 @@ fn with_id(prefix: u8, id: [u8; 16]) -> [u8; 17] {
     k
 }
 
+/// The first `e` key of events accepted at or after `ms`: event ids are UUIDv7 stamped with
+/// their `received_at` (48-bit big-endian milliseconds first), so a time window is a key range.
+pub(crate) fn event_at(ms: u64) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = EVENT;
+    let ms = ms.min((1 << 48) - 1);
+    k[1..7].copy_from_slice(&ms.to_be_bytes()[2..]);
+    k
+}
+
 /// The 16 id bytes of an `e` or `d` key, if it has the right shape.
 pub(crate) fn id_of(key: &[u8]) -> Option<[u8; 16]> {
     if key.len() != 17 {
@@ -216,6 +226,14 @@ mod tests {
         let k = idempotency_ttl(42, "abc");
         assert_eq!(parse_idempotency_ttl(&k), Some((42, &b"abc"[..])));
         assert!(k.as_slice() < &idempotency_ttl_bound(43)[..]);
+    }
+
+    #[test]
+    fn event_time_bounds_sort_with_stamped_ids() {
+        let id = EventId::from_bytes(crate::store::event_id_at(5_000));
+        assert!(event_at(4_999)[..] <= event(id)[..]);
+        assert!(event_at(5_000)[..] <= event(id)[..]);
+        assert!(event(id)[..] < event_at(5_001)[..]);
     }
 
     #[test]

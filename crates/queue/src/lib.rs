@@ -4,19 +4,23 @@
 //! The API stores each accepted event here before answering `202`; the dispatcher claims due
 //! deliveries per subscriber, records each attempt and moves deliveries between *pending*,
 //! *in flight*, *delivered* and *dead*. [`SledStore`] keeps it all in one sled tree in the
-//! directory given to [`SledStore::open`]; [`conformance`] holds the behaviour every
-//! [`DeliveryStore`](herald_core::DeliveryStore) implementation must show.
+//! directory given to [`SledStore::open`]; `herald-conformance` holds the behaviour every
+//! [`DeliveryStore`](herald_core::DeliveryStore) engine must show, and this crate's tests run it.
+//!
+//! The code is split by responsibility (`store/`): recovery, enqueue, leases, transitions,
+//! purge and reads, around the one `SledStore` struct.
 //!
 //! # What a `202` promises, and when we fsync
 //!
-//! [`enqueue`](herald_core::DeliveryStore::enqueue) only writes to sled's in-memory log and
-//! returns. [`sync`](herald_core::DeliveryStore::sync) is the durability barrier: it resolves
-//! once a flush (sled `flush`: write + fsync of the log) that *started after the call* has
-//! completed. A dedicated thread runs the flushes; every caller that arrives while one runs
-//! waits for the next one, so N concurrent requests cost about two fsyncs (group commit). The
-//! API answers `202` only after `sync` returned `Ok`: at that point the event, its payload and
-//! one pending delivery per subscriber survive `SIGKILL` or power loss. Disk full surfaces as
-//! [`StoreError::Full`](herald_core::StoreError::Full) and nothing is acknowledged.
+//! [`enqueue`](herald_core::DeliveryStore::enqueue) writes to sled's in-memory log, then waits
+//! for the group commit: it returns once a flush (sled `flush`: write + fsync of the log) that
+//! *started after the writes* has completed. A dedicated thread runs the flushes; every caller
+//! that arrives while one runs waits for the next one, so N concurrent requests cost about two
+//! fsyncs (group commit). [`sync`](herald_core::DeliveryStore::sync) is the same barrier on its
+//! own. When `enqueue` returns `Ok` (and only then does the API answer `202`), the event, its
+//! payload and one pending delivery per subscriber survive `SIGKILL` or power loss. Disk full
+//! surfaces as [`StoreError::Full`](herald_core::StoreError::Full) and nothing is acknowledged.
+//! Pauses (`set_paused`) wait for the same barrier.
 //!
 //! Attempt results, releases and redrives are *not* fsync'd one by one: sled's background flush
 //! (every [`SledOptions::flush_every_ms`], default 500 ms) and the next group commit carry them.
@@ -34,7 +38,21 @@
 //! *In flight* is a lease held in memory: a claim marks the delivery leased in its lock stripe
 //! and does not touch its record, because on disk the delivery stays pending — precisely the
 //! state a restart must find it in. `finish_attempt` and `release` end the lease with one write.
-//! The store does not take a lease back from a running dispatcher; `lease_until` is not used.
+//!
+//! # Leases and fencing
+//!
+//! Each claim hands out a [`LeaseToken`](herald_core::LeaseToken) from a per-process counter
+//! that starts at a random value (so tokens differ across restarts) and leases the delivery
+//! until the claim's `lease_until`. `finish_attempt` and `release` succeed only with the
+//! current token: any other (a lease that expired and was claimed again, or one already ended)
+//! is refused with [`StoreError::LeaseLost`](herald_core::StoreError::LeaseLost) and changes
+//! nothing. Each subscriber has an in-memory **expiry index** of its leases, ordered by their
+//! end: a claim first counts the unexpired ones (the claim's `cap` bounds them), then leases
+//! the expired ones again (new token, no attempt counted), then pops due deliveries — it
+//! touches only the leases that actually expired, never the whole set. A subscriber's claims
+//! are serialized (its pump is the only claimer), which keeps the cap exact. `next_due` is the
+//! earlier of the first pending due time and the first lease end. After a restart there are
+//! no leases: what was leased is pending on disk and claimable at once.
 //!
 //! **The finished index.** The retention purge must find finished deliveries by time. Instead
 //! of an `f` entry per finished delivery (a second write on every finish), each claim writes
@@ -53,14 +71,15 @@
 //!
 //! One sled tree, `herald`. Every key starts with one byte naming the record kind; numbers are
 //! big-endian so byte order is numeric order; ids are the 16 bytes of a UUIDv7, so id order is
-//! creation order. Subscriber ids are `[A-Za-z0-9._-]` and never contain `0x00`, which is used
+//! creation order. An event id's millisecond prefix is its `received_at`, so `e` keys are in
+//! acceptance order and a time window of events (`list_events`, `replay`) is one key range. Subscriber ids are `[A-Za-z0-9._-]` and never contain `0x00`, which is used
 //! as a separator.
 //!
 //! | key | value |
 //! |---|---|
-//! | `m` `format` | format version of the whole store (1) |
-//! | `e` event id | event record: event type, received time, idempotency key, its deliveries; then the payload bytes exactly as ingested (stored once per event) |
-//! | `d` delivery id | delivery record: event id, subscriber, event type, status (pending, delivered or dead), attempts, due time, created/updated/finished times, last error, and the attempt history (last 100) |
+//! | `m` `format` | format version of the whole store (2; format 1 is read and upgraded at open) |
+//! | `e` event id | event record (V2): event type, received time, ordering key, traceparent, the subscribers ordered by the key, idempotency key, its deliveries; then the payload bytes exactly as ingested (stored once per event) |
+//! | `d` delivery id | delivery record (V2): event id, subscriber, event type, status (pending, delivered or dead), attempts, due time, created/updated/finished times, last error, the attempt history (last 100), the retry budget (first attempt, since) and the ordering key |
 //! | `z` subscriber `0x00` delivery id | empty: dead index (redrive, dead listing) |
 //! | `c` claim ms, sequence | the deliveries (and their events) one claim leased: the finished index of the retention purge |
 //! | `f` finished ms, delivery id | event id: finished index for finishes no `c` record covers |
@@ -70,6 +89,9 @@
 //!
 //! Values start with a format-version byte followed by a postcard-encoded struct (the event
 //! record: version byte, meta length, meta, payload), so the format can evolve record by record.
+//! Version 1 event and delivery records (before ordering keys, traceparents and retry budgets)
+//! are still decoded: no ordering key or traceparent, and a retry budget from attempt 1 and
+//! the creation time.
 //!
 //! **Every state change is a single-key write.** sled's multi-key `apply_batch` costs a fixed
 //! ~20 µs and takes a process-wide lock that also waits for any flush in progress; measured on
@@ -107,9 +129,15 @@
 //! - The store numbers attempts itself (1, 2, 3, … in the history); a delivery finishes at its
 //!   attempt's `at + duration_ms`, which is the time `purge` compares with its cutoff. An
 //!   idempotency key's time is its event's `received_at`.
-//! - `list` examines at most [`MAX_LIST_SCAN`] records per call; a selective filter may get a
-//!   short (even empty) page with a `next_cursor` to continue from. `subscriber` + `dead` uses
-//!   the dead index instead.
+//! - `list` and `list_events` examine at most [`MAX_LIST_SCAN`] records per call; a selective
+//!   filter may get a short (even empty) page with a `next_cursor` to continue from.
+//!   `subscriber` + `dead` uses the dead index instead. Listed events come without their
+//!   deliveries (`get_event` has them).
+//! - `replay` walks the events of its window in chunks of 256 (keys in acceptance order) and
+//!   `purge` its indexes in chunks of 512, yielding between chunks and running each chunk with
+//!   `block_in_place` on a multi-threaded runtime, so neither stalls other calls.
+//! - `all_counts` lists every subscriber seen since open, also at zero once all its deliveries
+//!   were purged (so gauges fall to 0).
 //! - A record that cannot be decoded is never dropped: it is logged and counted
 //!   ([`SledStore::corrupt_records`], [`OpenReport::corrupt_records`]), skipped by scans, and
 //!   returned as [`StoreError::Corrupt`](herald_core::StoreError::Corrupt) by `get`. A pending
@@ -130,35 +158,49 @@
 //! # Example
 //!
 //! ```
-//! use herald_core::{DeliveryStore, NewEvent, Outcome, AttemptRecord, SubscriberId, UnixMillis};
+//! use herald_core::{AttemptRecord, ClaimRequest, DeliveryStore, NewEvent, Outcome, SubscriberId, UnixMillis};
 //! use herald_queue::{SledOptions, SledStore};
 //!
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dir = tempfile::tempdir()?;
 //! let store = SledStore::open(dir.path(), SledOptions::default())?;
 //! let acme = SubscriberId::new("acme")?;
 //! let now = UnixMillis::now();
-//! let receipts = store.enqueue(vec![NewEvent {
-//!     event_type: "PROCESS_STATE_FINISHED".into(),
-//!     payload: bytes::Bytes::from_static(br#"{"processId":"42"}"#),
-//!     subscribers: vec![acme.clone()],
-//!     idempotency_key: None,
-//!     received_at: now,
-//! }])?;
-//! // Durable once sync resolves: only now may the API answer 202.
-//! tokio::runtime::Runtime::new()?.block_on(store.sync())?;
+//! // Durable once enqueue returns: only now may the API answer 202.
+//! let receipts = store
+//!     .enqueue(vec![NewEvent {
+//!         event_type: "PROCESS_STATE_FINISHED".into(),
+//!         payload: bytes::Bytes::from_static(br#"{"processId":"42"}"#),
+//!         subscribers: vec![acme.clone()],
+//!         idempotency_key: None,
+//!         received_at: now,
+//!         ordering_key: None,
+//!         ordered_for: vec![],
+//!         traceparent: None,
+//!     }])
+//!     .await?;
 //!
-//! let claimed = store.claim(&acme, now, now.plus(std::time::Duration::from_secs(30)), 10)?;
+//! let claimed = store
+//!     .claim(ClaimRequest {
+//!         subscriber: &acme,
+//!         now,
+//!         lease_until: now.plus(std::time::Duration::from_secs(30)),
+//!         max: 10,
+//!         cap: 100,
+//!     })
+//!     .await?;
 //! assert_eq!(claimed[0].id, receipts[0].deliveries[0].id);
 //! assert_eq!(&claimed[0].payload[..], br#"{"processId":"42"}"#);
 //! let attempt = AttemptRecord { attempt: 1, at: now, status_code: Some(200), error: None, duration_ms: 12 };
-//! store.finish_attempt(claimed[0].id, attempt, Outcome::Delivered)?;
-//! assert_eq!(store.counts(&acme).delivered, 1);
+//! // The claim's lease token fences the outcome.
+//! store.finish_attempt(claimed[0].id, claimed[0].lease, attempt, Outcome::Delivered).await?;
+//! assert_eq!(store.counts(&acme).await?.delivered, 1);
 //! # Ok(()) }
 //! ```
 
 mod commit;
-pub mod conformance;
+
 mod error;
 mod index;
 mod keys;

@@ -10,17 +10,28 @@ use std::ops::Range;
 
 use herald_core::{
     AttemptRecord, DeliveryId, DeliveryRecord, DeliveryStatus, EnqueueReceipt, EventId,
-    ReceiptDelivery, SubscriberId, UnixMillis,
+    ReceiptDelivery, RetryBudget, SubscriberId, UnixMillis,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::index::Ready;
 
-/// The version byte of every record this build writes.
+/// The version byte of the records whose layout has not changed since the first format
+/// (claim, idempotency and pause records).
 pub(crate) const V1: u8 = 1;
 
-/// The layout version of the whole store, kept under [`crate::keys::FORMAT_KEY`].
-pub(crate) const FORMAT_VERSION: u8 = 1;
+/// The version byte of delivery and event records since the storage seam was reshaped
+/// (delivery: retry budget and ordering key; event: ordering key, `ordered_for` and
+/// traceparent). Version 1 records are still read.
+pub(crate) const V2: u8 = 2;
+
+/// The layout version of the whole store, kept under [`crate::keys::FORMAT_KEY`]. Format 1
+/// (no V2 records) is read too and upgraded at open, so an older build refuses the directory
+/// instead of misreading V2 records.
+pub(crate) const FORMAT_VERSION: u8 = 2;
+
+/// Store formats this build opens.
+pub(crate) const READABLE_FORMATS: [u8; 2] = [1, 2];
 
 /// Attempts kept in a delivery's history; older ones are dropped first.
 pub(crate) const MAX_HISTORY: usize = 100;
@@ -36,9 +47,24 @@ impl DecodeError {
 }
 
 fn versioned<T: Serialize>(value: &T) -> Vec<u8> {
+    versioned_as(V1, value)
+}
+
+fn versioned_as<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
     // Serializing these plain structs into a Vec cannot fail; keep the version byte alone if it
     // somehow did, which decodes as corrupt rather than as wrong data.
-    postcard::to_extend(value, vec![V1]).unwrap_or_else(|_| vec![V1])
+    postcard::to_extend(value, vec![version]).unwrap_or_else(|_| vec![version])
+}
+
+/// The version byte and the rest of a V1-or-V2 record.
+fn split_version(bytes: &[u8]) -> Result<(u8, &[u8]), DecodeError> {
+    match bytes.split_first() {
+        Some((&v, rest)) if v == V1 || v == V2 => Ok((v, rest)),
+        Some((v, _)) => Err(DecodeError::new(format!(
+            "unknown record version {v} (this build reads {V1} and {V2})"
+        ))),
+        None => Err(DecodeError::new("empty record")),
+    }
 }
 
 fn check_version(bytes: &[u8]) -> Result<&[u8], DecodeError> {
@@ -120,6 +146,49 @@ pub(crate) struct Delivery {
     pub(crate) finished_at: u64,
     pub(crate) last_error: Option<String>,
     pub(crate) history: Vec<Attempt>,
+    /// The attempt number that counts as the first of the retry schedule (1 until a replay).
+    pub(crate) budget_first: u32,
+    /// When the schedule's `max_age` counts from (`created_at` until a replay).
+    pub(crate) budget_since: u64,
+    /// The event's ordering key, when this delivery is ordered by it.
+    pub(crate) ordering_key: Option<String>,
+}
+
+/// A version 1 delivery record (before retry budgets and ordering keys).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+struct DeliveryV1 {
+    event_id: EventId,
+    subscriber: SubscriberId,
+    event_type: String,
+    status: Status,
+    attempts: u32,
+    due: u64,
+    created_at: u64,
+    updated_at: u64,
+    finished_at: u64,
+    last_error: Option<String>,
+    history: Vec<Attempt>,
+}
+
+impl From<DeliveryV1> for Delivery {
+    fn from(v: DeliveryV1) -> Self {
+        Self {
+            event_id: v.event_id,
+            subscriber: v.subscriber,
+            event_type: v.event_type,
+            status: v.status,
+            attempts: v.attempts,
+            due: v.due,
+            created_at: v.created_at,
+            updated_at: v.updated_at,
+            finished_at: v.finished_at,
+            last_error: v.last_error,
+            history: v.history,
+            budget_first: 1,
+            budget_since: v.created_at,
+            ordering_key: None,
+        }
+    }
 }
 
 impl Delivery {
@@ -129,6 +198,7 @@ impl Delivery {
         subscriber: SubscriberId,
         event_type: String,
         received: u64,
+        ordering_key: Option<String>,
     ) -> Self {
         Self {
             event_id,
@@ -142,6 +212,17 @@ impl Delivery {
             finished_at: 0,
             last_error: None,
             history: Vec::new(),
+            budget_first: 1,
+            budget_since: received,
+            ordering_key,
+        }
+    }
+
+    /// The retry budget the schedule counts from.
+    pub(crate) fn budget(&self) -> RetryBudget {
+        RetryBudget {
+            first_attempt: self.budget_first,
+            since: UnixMillis(self.budget_since),
         }
     }
 
@@ -155,6 +236,8 @@ impl Delivery {
             && self.finished_at == 0
             && self.last_error.is_none()
             && self.history.is_empty()
+            && self.budget_first == 1
+            && self.budget_since == self.created_at
     }
 
     /// The ready-index entry of this (pending) delivery.
@@ -167,11 +250,16 @@ impl Delivery {
     }
 
     pub(crate) fn encode(&self) -> Vec<u8> {
-        versioned(self)
+        versioned_as(V2, self)
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        decode(bytes)
+        match split_version(bytes)? {
+            (V1, rest) => postcard::from_bytes::<DeliveryV1>(rest)
+                .map(Self::from)
+                .map_err(DecodeError::new),
+            (_, rest) => postcard::from_bytes(rest).map_err(DecodeError::new),
+        }
     }
 
     pub(crate) fn public(&self, id: DeliveryId) -> DeliveryRecord {
@@ -186,6 +274,7 @@ impl Delivery {
             created_at: UnixMillis(self.created_at),
             updated_at: UnixMillis(self.updated_at),
             last_error: self.last_error.clone(),
+            ordering_key: self.ordering_key.clone(),
         }
     }
 
@@ -199,31 +288,67 @@ impl Delivery {
     }
 }
 
-/// The meta part of an `e` record.
+/// The meta part of an `e` record (version 2). The fields a claim needs come first, so
+/// [`EventHead`] decodes them without the delivery list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct EventMeta {
     pub(crate) event_type: String,
     pub(crate) received_at: u64,
+    pub(crate) ordering_key: Option<String>,
+    pub(crate) traceparent: Option<String>,
+    /// Subscribers whose deliveries of this event are ordered by `ordering_key`.
+    pub(crate) ordered_for: Vec<SubscriberId>,
     pub(crate) idempotency_key: Option<String>,
     pub(crate) deliveries: Vec<(DeliveryId, SubscriberId)>,
 }
 
-/// `e` value: `[V1][meta length: u32 LE][postcard meta][payload bytes]`. The payload is last so
+/// The meta part of a version 1 `e` record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct EventMetaV1 {
+    event_type: String,
+    received_at: u64,
+    idempotency_key: Option<String>,
+    deliveries: Vec<(DeliveryId, SubscriberId)>,
+}
+
+impl From<EventMetaV1> for EventMeta {
+    fn from(v: EventMetaV1) -> Self {
+        Self {
+            event_type: v.event_type,
+            received_at: v.received_at,
+            ordering_key: None,
+            traceparent: None,
+            ordered_for: Vec::new(),
+            idempotency_key: v.idempotency_key,
+            deliveries: v.deliveries,
+        }
+    }
+}
+
+/// `e` value: `[V2][meta length: u32 LE][postcard meta][payload bytes]`. The payload is last so
 /// a claim can hand out a slice of the stored buffer without copying it.
 pub(crate) fn encode_event(meta: &EventMeta, payload: &[u8]) -> Vec<u8> {
-    let meta_bytes = postcard::to_allocvec(meta).unwrap_or_default();
+    encode_event_as(
+        V2,
+        &postcard::to_allocvec(meta).unwrap_or_default(),
+        payload,
+    )
+}
+
+fn encode_event_as(version: u8, meta_bytes: &[u8], payload: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(5 + meta_bytes.len() + payload.len());
-    v.push(V1);
+    v.push(version);
     // Meta is a few hundred bytes at most (bounded by subscriber count); saturate defensively.
     let len = u32::try_from(meta_bytes.len()).unwrap_or(u32::MAX);
     v.extend_from_slice(&len.to_le_bytes());
-    v.extend_from_slice(&meta_bytes);
+    v.extend_from_slice(meta_bytes);
     v.extend_from_slice(payload);
     v
 }
 
-fn event_parts(bytes: &[u8]) -> Result<(Range<usize>, Range<usize>), DecodeError> {
-    let rest = check_version(bytes)?;
+/// The version byte, the meta range and the payload range of an `e` value.
+fn event_parts(bytes: &[u8]) -> Result<(u8, Range<usize>, Range<usize>), DecodeError> {
+    let (version, rest) = split_version(bytes)?;
     let len_bytes: [u8; 4] = rest
         .get(..4)
         .and_then(|b| b.try_into().ok())
@@ -235,12 +360,12 @@ fn event_parts(bytes: &[u8]) -> Result<(Range<usize>, Range<usize>), DecodeError
         .checked_add(meta_len)
         .filter(|&end| end <= bytes.len())
         .ok_or_else(|| DecodeError::new("event meta length exceeds the record"))?;
-    Ok((meta_start..meta_end, meta_end..bytes.len()))
+    Ok((version, meta_start..meta_end, meta_end..bytes.len()))
 }
 
 /// Where the payload lies inside an `e` value.
 pub(crate) fn event_payload_range(bytes: &[u8]) -> Result<Range<usize>, DecodeError> {
-    Ok(event_parts(bytes)?.1)
+    Ok(event_parts(bytes)?.2)
 }
 
 /// The leading fields of [`EventMeta`], decoded without the delivery list (postcard reads fields
@@ -249,18 +374,54 @@ pub(crate) fn event_payload_range(bytes: &[u8]) -> Result<Range<usize>, DecodeEr
 pub(crate) struct EventHead {
     pub(crate) event_type: String,
     pub(crate) received_at: u64,
+    pub(crate) ordering_key: Option<String>,
+    pub(crate) traceparent: Option<String>,
+    pub(crate) ordered_for: Vec<SubscriberId>,
+}
+
+/// The leading fields of a version 1 meta.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+struct EventHeadV1 {
+    event_type: String,
+    received_at: u64,
+}
+
+impl EventHead {
+    /// The ordering key of `subscriber`'s delivery: the event's key if it is ordered for it.
+    pub(crate) fn ordering_key_for(&self, subscriber: &SubscriberId) -> Option<&str> {
+        self.ordering_key
+            .as_deref()
+            .filter(|_| self.ordered_for.contains(subscriber))
+    }
 }
 
 /// The head of an `e` value and where its payload lies: what a claim needs.
 pub(crate) fn decode_event_head(bytes: &[u8]) -> Result<(EventHead, Range<usize>), DecodeError> {
-    let (meta, payload) = event_parts(bytes)?;
-    let head = postcard::from_bytes(&bytes[meta]).map_err(DecodeError::new)?;
+    let (version, meta, payload) = event_parts(bytes)?;
+    let head = if version == V1 {
+        let v1: EventHeadV1 = postcard::from_bytes(&bytes[meta]).map_err(DecodeError::new)?;
+        EventHead {
+            event_type: v1.event_type,
+            received_at: v1.received_at,
+            ordering_key: None,
+            traceparent: None,
+            ordered_for: Vec::new(),
+        }
+    } else {
+        postcard::from_bytes(&bytes[meta]).map_err(DecodeError::new)?
+    };
     Ok((head, payload))
 }
 
 pub(crate) fn decode_event_meta(bytes: &[u8]) -> Result<EventMeta, DecodeError> {
-    let (meta, _) = event_parts(bytes)?;
-    postcard::from_bytes(&bytes[meta]).map_err(DecodeError::new)
+    let (version, meta, _) = event_parts(bytes)?;
+    if version == V1 {
+        postcard::from_bytes::<EventMetaV1>(&bytes[meta])
+            .map(EventMeta::from)
+            .map_err(DecodeError::new)
+    } else {
+        postcard::from_bytes(&bytes[meta]).map_err(DecodeError::new)
+    }
 }
 
 /// A `c` record: the deliveries one claim leased. Written before any of them can finish, so
@@ -344,6 +505,9 @@ mod tests {
             finished_at: 0,
             last_error: None,
             history: vec![],
+            budget_first: 1,
+            budget_since: 5,
+            ordering_key: None,
         }
     }
 
@@ -351,7 +515,7 @@ mod tests {
     fn delivery_round_trips_and_rejects_unknown_versions() {
         let d = sample();
         let bytes = d.encode();
-        assert_eq!(bytes[0], V1);
+        assert_eq!(bytes[0], V2);
         assert_eq!(Delivery::decode(&bytes).unwrap(), d);
         let mut future = bytes.clone();
         future[0] = 9;
@@ -378,6 +542,9 @@ mod tests {
         let meta = EventMeta {
             event_type: "T".into(),
             received_at: 1,
+            ordering_key: Some("o".into()),
+            traceparent: None,
+            ordered_for: vec![SubscriberId::new("a").unwrap()],
             idempotency_key: Some("k".into()),
             deliveries: vec![(DeliveryId::generate(), SubscriberId::new("a").unwrap())],
         };
@@ -394,6 +561,70 @@ mod tests {
         let mut lying = bytes.clone();
         lying[1..5].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(event_payload_range(&lying).is_err());
+    }
+
+    #[test]
+    fn version_1_records_still_decode() {
+        // Byte for byte what the previous build wrote.
+        let v1 = DeliveryV1 {
+            event_id: EventId::generate(),
+            subscriber: SubscriberId::new("acme").unwrap(),
+            event_type: "T".into(),
+            status: Status::Dead,
+            attempts: 3,
+            due: 7,
+            created_at: 5,
+            updated_at: 9,
+            finished_at: 9,
+            last_error: Some("HTTP 500".into()),
+            history: vec![],
+        };
+        #[derive(Serialize)]
+        struct Same<'a>(
+            EventId,
+            &'a SubscriberId,
+            &'a str,
+            Status,
+            u32,
+            u64,
+            u64,
+            u64,
+            u64,
+            &'a Option<String>,
+            &'a [Attempt],
+        );
+        let bytes = versioned(&Same(
+            v1.event_id,
+            &v1.subscriber,
+            &v1.event_type,
+            v1.status,
+            v1.attempts,
+            v1.due,
+            v1.created_at,
+            v1.updated_at,
+            v1.finished_at,
+            &v1.last_error,
+            &v1.history,
+        ));
+        let d = Delivery::decode(&bytes).unwrap();
+        assert_eq!(d.attempts, 3);
+        assert_eq!(d.budget(), RetryBudget::new(UnixMillis(5)));
+        assert_eq!(d.ordering_key, None);
+        assert_eq!(d.clone(), Delivery::from(v1));
+
+        let meta = EventMetaV1 {
+            event_type: "T".into(),
+            received_at: 11,
+            idempotency_key: Some("k".into()),
+            deliveries: vec![(DeliveryId::generate(), SubscriberId::new("a").unwrap())],
+        };
+        let bytes = encode_event_as(V1, &postcard::to_allocvec(&meta).unwrap(), b"{}");
+        let (head, range) = decode_event_head(&bytes).unwrap();
+        assert_eq!((head.event_type.as_str(), head.received_at), ("T", 11));
+        assert_eq!(head.ordering_key, None);
+        assert_eq!(&bytes[range], b"{}");
+        let full = decode_event_meta(&bytes).unwrap();
+        assert_eq!(full, EventMeta::from(meta));
     }
 
     #[test]

@@ -49,8 +49,8 @@ fn api() -> &'static Api {
                     url::Url::parse("http://127.0.0.1:9/hook").unwrap(),
                 )
             };
-            let dispatcher = Dispatcher::start(store, client, vec![sub]).unwrap();
-            dispatcher.pause("a", "property test").unwrap();
+            let dispatcher = Dispatcher::start(store, client, vec![sub]).await.unwrap();
+            dispatcher.pause("a", "property test").await.unwrap();
             let state = ApiState::new(
                 dispatcher,
                 ApiOptions {

@@ -11,7 +11,7 @@ async fn never_more_than_max_in_flight_and_reaches_it() {
     let rx = Receiver::start(Mode::ok_after(Duration::from_millis(200))).await;
     let mut cfg = subscriber("capped", &rx);
     cfg.max_in_flight = 8;
-    let h = Harness::start(vec![cfg]);
+    let h = Harness::start(vec![cfg]).await;
 
     let started = Instant::now();
     h.enqueue("capped", 100).await;
@@ -39,7 +39,7 @@ async fn never_more_than_max_in_flight_and_reaches_it() {
     assert_eq!(bodies.len(), 100, "every payload arrived, byte for byte");
     // 13 rounds of 200 ms at full concurrency; much slower means the cap was not used.
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
-    let stats = h.dispatcher.stats_of("capped").unwrap();
+    let stats = h.dispatcher.stats_of("capped").await.unwrap();
     assert_eq!((stats.in_flight, stats.effective_limit), (0, 8));
     h.dispatcher.shutdown(Duration::from_secs(1)).await;
 }

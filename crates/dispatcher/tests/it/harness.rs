@@ -68,11 +68,13 @@ pub(crate) struct Harness {
 
 impl Harness {
     /// Must run inside a tokio runtime (the dispatcher spawns its pumps on it).
-    pub(crate) fn start(subscribers: Vec<SubscriberConfig>) -> Self {
+    pub(crate) async fn start(subscribers: Vec<SubscriberConfig>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn DeliveryStore> =
             Arc::new(SledStore::open(dir.path(), SledOptions::default()).unwrap());
-        let dispatcher = Dispatcher::start(Arc::clone(&store), client(), subscribers).unwrap();
+        let dispatcher = Dispatcher::start(Arc::clone(&store), client(), subscribers)
+            .await
+            .unwrap();
         Self {
             store,
             dispatcher,
@@ -85,8 +87,10 @@ impl Harness {
         enqueue(&self.store, &self.dispatcher, subscriber, n).await
     }
 
+    /// The counts, read synchronously (sled answers them without waiting), so they can be
+    /// polled from `eventually`'s closure.
     pub(crate) fn counts(&self, subscriber: &str) -> QueueCounts {
-        self.store.counts(&sid(subscriber))
+        ready(self.store.counts(&sid(subscriber))).unwrap()
     }
 
     /// Waits until `subscriber` has `n` delivered and nothing pending or in flight.
@@ -99,8 +103,20 @@ impl Harness {
     }
 }
 
-/// Enqueues `n` events (one delivery each) for `subscriber` the way the API does: store,
-/// durability barrier, then notify. Each payload carries its sequence number and enqueue time.
+/// The output of a future that completes without waiting (sled's in-memory reads); panics if
+/// it would wait.
+pub(crate) fn ready<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("the store read would wait"),
+    }
+}
+
+/// Enqueues `n` events (one delivery each) for `subscriber` the way the API does: through the
+/// dispatcher, which stores them durably and wakes the pump. Each payload carries its sequence
+/// number and enqueue time.
 pub(crate) async fn enqueue(
     store: &Arc<dyn DeliveryStore>,
     dispatcher: &Dispatcher,
@@ -116,11 +132,13 @@ pub(crate) async fn enqueue(
             subscribers: vec![id.clone()],
             idempotency_key: None,
             received_at: now,
+            ordering_key: None,
+            ordered_for: Vec::new(),
+            traceparent: None,
         })
         .collect();
-    let receipts = store.enqueue(events).unwrap();
-    store.sync().await.unwrap();
-    dispatcher.notify(&id);
+    let _ = store;
+    let receipts = dispatcher.ingest(events).await.unwrap();
     receipts
         .into_iter()
         .flat_map(|r| r.deliveries.into_iter().map(|d| d.id))

@@ -47,9 +47,9 @@ async fn child() {
         .map(|i| subscriber(&format!("idle-{i:05}"), &rx))
         .collect();
     let started = Instant::now();
-    let h = Harness::start(configs);
+    let h = Harness::start(configs).await;
     let start_up = started.elapsed();
-    assert_eq!(h.dispatcher.stats().len(), SUBSCRIBERS);
+    assert_eq!(h.dispatcher.stats().await.unwrap().len(), SUBSCRIBERS);
     // Let every pump make its first (empty) claim and park.
     tokio::time::sleep(Duration::from_millis(500)).await;
 

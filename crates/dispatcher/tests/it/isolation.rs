@@ -15,7 +15,7 @@ async fn black_holed_subscriber_does_not_delay_others() {
     a.timeout = Duration::from_secs(30);
     let mut b = subscriber("healthy", &good);
     b.max_in_flight = 50;
-    let h = Harness::start(vec![a, b]);
+    let h = Harness::start(vec![a, b]).await;
 
     // Baseline: B alone.
     let started = Instant::now();

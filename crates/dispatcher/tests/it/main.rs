@@ -18,5 +18,6 @@ mod pause;
 mod rate_limit;
 mod reload;
 mod retries;
+mod seam;
 mod shutdown;
 mod throttle;

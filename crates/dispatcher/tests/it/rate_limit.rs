@@ -21,7 +21,7 @@ async fn rate_limit_caps_requests_per_second() {
         per_second: NonZeroU32::new(PER_SECOND).unwrap(),
         burst: NonZeroU32::new(BURST).unwrap(),
     });
-    let h = Harness::start(vec![cfg]);
+    let h = Harness::start(vec![cfg]).await;
 
     let started = Instant::now();
     h.enqueue("limited", 60).await;

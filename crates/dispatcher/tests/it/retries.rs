@@ -20,7 +20,7 @@ async fn retries_fire_at_their_due_time() {
     cfg.retry.multiplier = 2.0;
     cfg.retry.max_interval = Duration::from_secs(10);
     cfg.retry.randomization = 0.0;
-    let h = Harness::start(vec![cfg]);
+    let h = Harness::start(vec![cfg]).await;
 
     let ids = h.enqueue("retried", 1).await;
     h.wait_delivered("retried", 1, Duration::from_secs(5)).await;
@@ -44,7 +44,7 @@ async fn retries_fire_at_their_due_time() {
         "{second_gap:?}"
     );
 
-    let details = h.store.get(ids[0]).unwrap().unwrap();
+    let details = h.store.get(ids[0]).await.unwrap().unwrap();
     assert_eq!(details.record.status, DeliveryStatus::Delivered);
     assert_eq!(
         details

@@ -10,7 +10,7 @@ use crate::receiver::{Mode, Receiver};
 async fn shutdown_drains_in_flight_within_grace() {
     let _serial = serial().await;
     let rx = Receiver::start(Mode::ok_after(Duration::from_millis(300))).await;
-    let h = Harness::start(vec![subscriber("slow", &rx)]);
+    let h = Harness::start(vec![subscriber("slow", &rx)]).await;
     h.enqueue("slow", 10).await;
     rx.wait_for_current(10, Duration::from_secs(5)).await;
 
@@ -26,7 +26,7 @@ async fn shutdown_after_grace_releases_unfinished_attempts() {
     let rx = Receiver::start(Mode::BlackHole).await;
     let mut cfg = subscriber("stuck", &rx);
     cfg.timeout = Duration::from_secs(30);
-    let h = Harness::start(vec![cfg]);
+    let h = Harness::start(vec![cfg]).await;
     h.enqueue("stuck", 15).await;
     rx.wait_for_current(10, Duration::from_secs(5)).await;
     assert_eq!(h.counts("stuck").in_flight, 10);
@@ -50,6 +50,7 @@ async fn shutdown_after_grace_releases_unfinished_attempts() {
             limit: 100,
             cursor: None,
         })
+        .await
         .unwrap();
     assert!(page.deliveries.iter().all(|d| d.record.attempts == 0
         && d.attempts.is_empty()

@@ -44,7 +44,7 @@ async fn throttle_engages_on_outage_and_recovers() {
         randomization: 0.0,
         max_age: None,
     };
-    let h = Harness::start(vec![cfg]);
+    let h = Harness::start(vec![cfg]).await;
 
     // Steady load: 10 events every 100 ms (100/s); at 20 ms per answer, 8 in flight carry
     // 400/s and 1 in flight 50/s, so the queue grows during the outage and work keeps flowing
@@ -77,7 +77,7 @@ async fn throttle_engages_on_outage_and_recovers() {
             outage_max_concurrency = max_reset.then(|| rx.max_concurrent());
             rx.set_mode(Mode::ok_after(Duration::from_millis(20)));
         }
-        let s = h.dispatcher.stats_of("flaky").unwrap();
+        let s = h.dispatcher.stats_of("flaky").await.unwrap();
         rows.push(Row {
             t,
             phase,

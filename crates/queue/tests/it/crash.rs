@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use herald_core::{
-    AttemptRecord, DeliveryId, DeliveryStatus, DeliveryStore, EventId, ListQuery, Outcome,
-    QueueCounts, UnixMillis,
+    AttemptRecord, ClaimRequest, DeliveryId, DeliveryStatus, DeliveryStore, EventId, ListQuery,
+    Outcome, QueueCounts, UnixMillis,
 };
 use herald_queue::{SledOptions, SledStore};
 
@@ -108,7 +108,14 @@ fn crash_child() {
                 loop {
                     let now = UnixMillis::now();
                     let claimed = store
-                        .claim(&churn, now, now.plus(Duration::from_secs(60)), 32)
+                        .claim(ClaimRequest {
+                            subscriber: &churn,
+                            now,
+                            lease_until: now.plus(Duration::from_secs(60)),
+                            max: 32,
+                            cap: u32::MAX,
+                        })
+                        .await
                         .unwrap();
                     for c in claimed {
                         i += 1;
@@ -124,12 +131,18 @@ fn crash_child() {
                             error: None,
                             duration_ms: 0,
                         };
-                        store.finish_attempt(c.id, a, outcome).unwrap();
+                        store
+                            .finish_attempt(c.id, c.lease, a, outcome)
+                            .await
+                            .unwrap();
                     }
                     if i % 64 == 0 {
-                        store.redrive(&churn, now).unwrap();
+                        store.redrive(&churn, now).await.unwrap();
                     }
-                    store.purge(now.minus(Duration::from_millis(20))).unwrap();
+                    store
+                        .purge(now.minus(Duration::from_millis(20)))
+                        .await
+                        .unwrap();
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
             })
@@ -146,7 +159,7 @@ fn crash_child() {
                     if n % 3 == 0 {
                         e.idempotency_key = Some(format!("{p}-{n}"));
                     }
-                    let r = store.enqueue(vec![e]).unwrap().remove(0);
+                    let r = store.enqueue(vec![e]).await.unwrap().remove(0);
                     store.sync().await.unwrap();
                     let line = format!("ACK {} {} {p} {n}\n", r.deliveries[0].id, r.event_id);
                     log.lock().write_all(line.as_bytes()).unwrap();
@@ -161,7 +174,8 @@ fn crash_child() {
 }
 
 fn check_store(dir: &Path, acked: &[Ack]) -> u64 {
-    let store = SledStore::open(dir, super::support::options()).unwrap();
+    let store =
+        super::support::Store::new(SledStore::open(dir, super::support::options()).unwrap());
     let report = store.open_report();
     assert_eq!(report.corrupt_records, 0, "{report:?}");
     let kept = sub("kept");

@@ -4,8 +4,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use herald_core::{
-    AttemptRecord, DeliveryId, DeliveryStatus, DeliveryStore, ListQuery, Outcome, QueueCounts,
-    StoreError, UnixMillis,
+    AttemptRecord, DeliveryId, DeliveryStatus, ListQuery, Outcome, QueueCounts, StoreError,
+    UnixMillis,
 };
 use herald_queue::{QueueError, SledStore};
 
@@ -293,7 +293,7 @@ fn an_unknown_format_version_is_refused() {
             err,
             QueueError::UnsupportedFormat {
                 found: 9,
-                supported: 1,
+                supported: 2,
                 ..
             }
         ),
@@ -346,9 +346,11 @@ fn a_full_disk_fails_sync_with_full_and_acknowledges_nothing() {
     std::os::unix::fs::symlink("/dev/full", dir.path().join("db")).unwrap();
     let store = open(dir.path());
     let a = sub("a");
-    // The write lands in memory; only the barrier meets the disk.
-    let r = store.enqueue(vec![event(&[&a], 1, b"x")]);
-    assert!(r.is_ok(), "{r:?}");
+    // The write lands in memory; the enqueue's barrier meets the disk: nothing acknowledged.
+    match store.enqueue(vec![event(&[&a], 1, b"x")]) {
+        Err(StoreError::Full(e)) => assert_eq!(e.kind(), std::io::ErrorKind::StorageFull),
+        other => panic!("expected StoreError::Full from the enqueue, got {other:?}"),
+    }
     match block_on(store.sync()) {
         Err(StoreError::Full(e)) => assert_eq!(e.kind(), std::io::ErrorKind::StorageFull),
         other => panic!("expected StoreError::Full, got {other:?}"),
