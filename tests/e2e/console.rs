@@ -435,6 +435,44 @@ async fn console_in_a_browser() {
     wait_page(c, "the resumed subscriber page", |s| s.contains("Resumed.")).await;
     assert_eq!(herald.subscriber("alpha").await["paused"], false);
 
+    // Replay over a window: the dry-run count first, then a confirmation.
+    let sent_before = ok.request_count();
+    field(c, "Since").await.send_keys("1h").await.unwrap();
+    c.find(Locator::Css("select[name=status] option[value=delivered]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    button(c, "Dry run").await.click().await.unwrap();
+    wait_page(c, "the dry-run count", |s| s.contains("Dry run:")).await;
+    assert_eq!(text_of(c, "strong.matched").await, "2");
+    assert!(c.title().await.unwrap().contains("Replay"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(ok.request_count(), sent_before, "a dry run sends nothing");
+    for id in &delivered {
+        assert_eq!(herald.delivery_status(id).await, "delivered");
+    }
+    sources.push(("replay dry run".into(), c.source().await.unwrap()));
+    button(c, "Replay").await.click().await.unwrap();
+    let question = c.get_alert_text().await.unwrap();
+    assert!(question.contains("Replay 2"), "{question}");
+    c.accept_alert().await.unwrap();
+    wait_page(c, "the replay result", |s| {
+        s.contains("2 deliveries were replayed")
+    })
+    .await;
+    assert_eq!(
+        current_path(c).await,
+        "/console/subscribers/alpha?done=replayed&n=2"
+    );
+    wait_for(
+        Duration::from_secs(10),
+        "the replayed deliveries",
+        || async { (ok.request_count() == sent_before + 2).then_some(()) },
+    )
+    .await;
+
     // --- Delivery page: timeline, links to subscriber; retry a dead one.
     c.goto(&format!("{base}/console/subscribers/beta"))
         .await
@@ -475,6 +513,11 @@ async fn console_in_a_browser() {
         save_screenshot(&c.screenshot().await.unwrap(), "console-delivery.png");
     }
     sources.push(("delivery".into(), c.source().await.unwrap()));
+    let payload = text_of(c, "pre.payload").await;
+    assert_eq!(
+        payload, "{\n  \"order\": 9\n}",
+        "the payload, pretty-printed"
+    );
     button(c, "Retry").await.click().await.unwrap();
     wait_page(c, "the retried delivery", |s| s.contains("Pending again")).await;
     wait_for(Duration::from_secs(10), "the retried attempt", || async {
@@ -515,6 +558,48 @@ async fn console_in_a_browser() {
         (current_path(c).await == format!("/console/deliveries/{}", delivered[1])).then_some(())
     })
     .await;
+    let payload = text_of(c, "pre.payload").await;
+    assert!(
+        payload.contains("\"note\": \"<b>not html</b>\""),
+        "{payload}"
+    );
+    c.find(Locator::Css("dl.summary a[href^='/console/events/']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(10), "the event page", || async {
+        current_path(c)
+            .await
+            .starts_with("/console/events/")
+            .then_some(())
+    })
+    .await;
+    let event_page = c.source().await.unwrap();
+    assert!(event_page.contains(&delivered[1]));
+    sources.push(("event".into(), event_page));
+    // Search by event id, and the event page's deliveries.
+    field(c, "Search")
+        .await
+        .send_keys(&dead_event)
+        .await
+        .unwrap();
+    button(c, "Find").await.click().await.unwrap();
+    wait_for(Duration::from_secs(10), "the event found", || async {
+        (current_path(c).await == format!("/console/events/{dead_event}")).then_some(())
+    })
+    .await;
+    assert!(c.title().await.unwrap().contains(&dead_event));
+    let link = c.find(Locator::LinkText(&dead_id)).await.unwrap();
+    assert_eq!(
+        link.attr("href").await.unwrap(),
+        Some(format!("/console/deliveries/{dead_id}"))
+    );
+    c.find(Locator::Css("td a[href='/console/subscribers/beta']"))
+        .await
+        .unwrap();
+    sources.push(("event found".into(), c.source().await.unwrap()));
     let unknown = "0190b5d4-0000-7000-8000-000000000000";
     field(c, "Search").await.send_keys(unknown).await.unwrap();
     button(c, "Find").await.click().await.unwrap();

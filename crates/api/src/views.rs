@@ -1,7 +1,7 @@
 //! JSON shapes of the admin API. Built from core/dispatcher types; nothing secret is reachable
 //! from here (subscriber views carry id, url, events and live figures only).
 
-use herald_core::{AttemptRecord, DeliveryDetails, DeliveryRecord, UnixMillis};
+use herald_core::{AttemptRecord, DeliveryDetails, DeliveryRecord, EventDetails, UnixMillis};
 use herald_dispatcher::SubscriberStats;
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
@@ -109,6 +109,53 @@ impl From<&SubscriberStats> for SubscriberView {
             pending: s.counts.pending,
             delivered: s.counts.delivered,
             dead: s.counts.dead,
+        }
+    }
+}
+
+/// One delivery of an [`EventView`].
+#[derive(Serialize)]
+pub(crate) struct EventDeliveryView {
+    pub(crate) id: String,
+    pub(crate) subscriber: String,
+    pub(crate) status: &'static str,
+}
+
+/// An event as `GET /v1/events/{id}` shows it (SPEC §10); the payload is the ingested JSON.
+#[derive(Serialize)]
+pub(crate) struct EventView {
+    pub(crate) id: String,
+    pub(crate) event_type: String,
+    pub(crate) received_at: String,
+    pub(crate) ordering_key: Option<String>,
+    pub(crate) idempotency_key: Option<String>,
+    /// The payload as ingested (`null` only if a stored payload were damaged).
+    pub(crate) payload: Option<Box<serde_json::value::RawValue>>,
+    pub(crate) deliveries: Vec<EventDeliveryView>,
+}
+
+impl From<&EventDetails> for EventView {
+    fn from(e: &EventDetails) -> Self {
+        // Stored payloads were valid JSON at ingest.
+        let payload = std::str::from_utf8(&e.payload)
+            .ok()
+            .and_then(|s| serde_json::value::RawValue::from_string(s.to_owned()).ok());
+        Self {
+            id: e.id.to_string(),
+            event_type: e.event_type.clone(),
+            received_at: rfc3339(e.received_at),
+            ordering_key: e.ordering_key.clone(),
+            idempotency_key: e.idempotency_key.clone(),
+            payload,
+            deliveries: e
+                .deliveries
+                .iter()
+                .map(|d| EventDeliveryView {
+                    id: d.id.to_string(),
+                    subscriber: d.subscriber.to_string(),
+                    status: d.status.as_str(),
+                })
+                .collect(),
         }
     }
 }

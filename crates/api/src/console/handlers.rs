@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
-use herald_core::{DeliveryId, DeliveryStatus};
+use herald_core::{DeliveryId, DeliveryStatus, EventId, UnixMillis};
 use serde::Deserialize;
 
 use super::auth::{csrf_refused, Visitor};
@@ -40,16 +40,23 @@ pub(crate) async fn overview(
     State(console): State<Console>,
     Extension(visitor): Extension<Visitor>,
 ) -> Response {
-    let rows = data::subscribers(&console.api);
+    let rows = match data::subscribers(&console.api).await {
+        Ok(rows) => rows,
+        Err(e) => return failure(e),
+    };
     sample(&console, &rows);
     pages::overview(&rows, &console.live, &visitor).into_response()
 }
 
 /// `GET /console/live`: the overview's rows alone, for the script's refresh.
 pub(crate) async fn live_rows(State(console): State<Console>) -> Response {
-    let rows = data::subscribers(&console.api);
-    sample(&console, &rows);
-    pages::overview_rows(&rows, &console.live).into_response()
+    match data::subscribers(&console.api).await {
+        Ok(rows) => {
+            sample(&console, &rows);
+            pages::overview_rows(&rows, &console.live).into_response()
+        }
+        Err(e) => e.status.into_response(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -69,6 +76,10 @@ fn done_text(p: &PageParams) -> Option<String> {
             p.n.unwrap_or_default()
         ),
         "retried" => "Pending again: it will be attempted shortly.".to_owned(),
+        "replayed" => format!(
+            "{} deliveries were replayed: pending again, with a fresh retry budget.",
+            p.n.unwrap_or_default()
+        ),
         _ => return None,
     })
 }
@@ -81,13 +92,14 @@ pub(crate) async fn subscriber(
     Query(params): Query<PageParams>,
 ) -> Response {
     let cursor = params.cursor.as_deref().and_then(|c| c.parse().ok());
-    let page = || -> Result<_, ApiError> {
-        let row = data::subscriber(&console.api, &id)?;
-        let recent = data::deliveries(&console.api, &id, None, PAGE, cursor)?;
-        let dead = data::deliveries(&console.api, &id, Some(DeliveryStatus::Dead), PAGE, None)?;
-        Ok((row, recent, dead))
+    let page = async {
+        let row = data::subscriber(&console.api, &id).await?;
+        let recent = data::deliveries(&console.api, &id, None, PAGE, cursor).await?;
+        let dead =
+            data::deliveries(&console.api, &id, Some(DeliveryStatus::Dead), PAGE, None).await?;
+        Ok::<_, ApiError>((row, recent, dead))
     };
-    match page() {
+    match page.await {
         Ok((row, recent, dead)) => pages::subscriber(
             &row,
             &recent,
@@ -107,7 +119,7 @@ pub(crate) async fn delivery(
     Path(id): Path<String>,
     Query(params): Query<PageParams>,
 ) -> Response {
-    match data::delivery(&console.api, &id) {
+    match data::delivery(&console.api, &id).await {
         Ok(Some(d)) => pages::delivery(&d, &visitor, done_text(&params).as_deref()).into_response(),
         Ok(None) => failure(ApiError::not_found(
             "not_found",
@@ -123,17 +135,41 @@ pub(crate) struct SearchParams {
     q: String,
 }
 
-/// `GET /console/search?q=`: to the page of the delivery found, or a clear "not found".
+/// `GET /console/events/{id}`.
+pub(crate) async fn event(
+    State(console): State<Console>,
+    Extension(visitor): Extension<Visitor>,
+    Path(id): Path<String>,
+) -> Response {
+    match data::event(&console.api, &id).await {
+        Ok(Some(e)) => pages::event(&e, &visitor).into_response(),
+        Ok(None) => failure(ApiError::not_found(
+            "not_found",
+            format!("No event with id {id:?} is stored."),
+        )),
+        Err(e) => failure(e),
+    }
+}
+
+/// `GET /console/search?q=`: to the page of the delivery or event found, or a clear "not
+/// found".
 pub(crate) async fn search(
     State(console): State<Console>,
     Query(params): Query<SearchParams>,
 ) -> Response {
     let q = params.q.trim();
     if let Ok(id) = q.parse::<DeliveryId>() {
-        match data::delivery(&console.api, &id.to_string()) {
+        match data::delivery(&console.api, &id.to_string()).await {
             Ok(Some(_)) => {
                 return Redirect::to(&format!("/console/deliveries/{id}")).into_response()
             }
+            Ok(None) => {}
+            Err(e) => return failure(e),
+        }
+    }
+    if let Ok(id) = q.parse::<EventId>() {
+        match data::event(&console.api, &id.to_string()).await {
+            Ok(Some(_)) => return Redirect::to(&format!("/console/events/{id}")).into_response(),
             Ok(None) => {}
             Err(e) => return failure(e),
         }
@@ -143,7 +179,7 @@ pub(crate) async fn search(
         pages::message(
             "Not found",
             "Nothing found",
-            &format!("No delivery with id {q:?} is stored (finished ones are kept for the retention period)."),
+            &format!("No delivery or event with id {q:?} is stored (finished ones are kept for the retention period)."),
             None,
         ),
     )
@@ -180,7 +216,7 @@ pub(crate) async fn pause(
         "" => "paused by an operator (console)",
         r => r,
     };
-    match data::pause(&console.api, &id, reason) {
+    match data::pause(&console.api, &id, reason).await {
         Ok(()) => to_subscriber(&id, "paused"),
         Err(e) => failure(e),
     }
@@ -196,7 +232,7 @@ pub(crate) async fn resume(
     if !visitor.check(&form.csrf) {
         return csrf_refused();
     }
-    match data::resume(&console.api, &id) {
+    match data::resume(&console.api, &id).await {
         Ok(()) => to_subscriber(&id, "resumed"),
         Err(e) => failure(e),
     }
@@ -235,7 +271,83 @@ pub(crate) async fn retry(
         return csrf_refused();
     }
     match data::retry(&console.api, &id).await {
-        Ok(_) => Redirect::to(&format!("/console/deliveries/{id}?done=retried")).into_response(),
+        Ok(()) => Redirect::to(&format!("/console/deliveries/{id}?done=retried")).into_response(),
+        Err(e) => failure(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ReplayForm {
+    csrf: String,
+    #[serde(default)]
+    since: String,
+    #[serde(default)]
+    until: String,
+    #[serde(default)]
+    status: String,
+    /// Present only on the confirmation form shown after the dry run.
+    #[serde(default)]
+    confirm: String,
+}
+
+/// `POST /console/subscribers/{id}/replay`: without `confirm`, a dry run whose count is shown
+/// with a confirmation form (the window made absolute, so it cannot move); with it, the replay.
+pub(crate) async fn replay(
+    State(console): State<Console>,
+    Extension(visitor): Extension<Visitor>,
+    Path(id): Path<String>,
+    Form(form): Form<ReplayForm>,
+) -> Response {
+    if !visitor.check(&form.csrf) {
+        return csrf_refused();
+    }
+    if !data::is_configured(&console.api, &id) {
+        return failure(ApiError::not_found(
+            "unknown_subscriber",
+            format!("No subscriber with id {id:?} is configured."),
+        ));
+    }
+    let now = UnixMillis::now();
+    let window = (|| {
+        let since =
+            super::time::parse_instant(&form.since, now).map_err(|e| format!("Since: {e}"))?;
+        let until = match form.until.trim() {
+            "" => None,
+            u => Some(super::time::parse_instant(u, now).map_err(|e| format!("Until: {e}"))?),
+        };
+        if until.is_some_and(|u| u.0 <= since.0) {
+            return Err("Until must be after Since.".to_owned());
+        }
+        let statuses = super::time::parse_statuses(&form.status)?;
+        Ok::<_, String>((since, until, statuses))
+    })();
+    let (since, until, statuses) = match window {
+        Ok(w) => w,
+        Err(message) => return failure(ApiError::bad_request(message)),
+    };
+    let confirmed = form.confirm == "1";
+    match data::replay(
+        &console.api,
+        &id,
+        since,
+        until,
+        statuses.clone(),
+        !confirmed,
+    )
+    .await
+    {
+        Ok((_, replayed)) if confirmed => to_subscriber(&id, &format!("replayed&n={replayed}")),
+        Ok((matched, _)) => pages::replay_confirm(
+            &id,
+            &visitor,
+            matched,
+            &pages::Window {
+                since,
+                until,
+                status: form.status.trim(),
+            },
+        )
+        .into_response(),
         Err(e) => failure(e),
     }
 }

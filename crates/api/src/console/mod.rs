@@ -11,9 +11,11 @@
 //! | GET | `/console` | overview: every subscriber, live figures, sparkline |
 //! | GET | `/console/live` | the overview's table body (polled by the script) |
 //! | GET | `/console/subscribers/{id}` | config summary, deliveries, dead letters, actions |
-//! | GET | `/console/deliveries/{id}` | attempt timeline |
-//! | GET | `/console/search?q=` | redirects to the delivery found, or says none was |
+//! | GET | `/console/deliveries/{id}` | attempt timeline, payload |
+//! | GET | `/console/events/{id}` | an event's deliveries and payload |
+//! | GET | `/console/search?q=` | redirects to the delivery or event found, or says none was |
 //! | POST | `/console/subscribers/{id}/pause`, `/resume`, `/redrive` | actions |
+//! | POST | `/console/subscribers/{id}/replay` | dry run and its count; with `confirm=1`, replay |
 //! | POST | `/console/deliveries/{id}/retry` | a dead delivery back to pending |
 //! | GET/POST | `/console/signin`, POST `/console/signout` | the session (with `api_token`) |
 //!
@@ -32,6 +34,7 @@ mod data;
 mod handlers;
 mod live;
 mod pages;
+mod time;
 
 use std::sync::Arc;
 
@@ -75,6 +78,8 @@ pub(crate) fn router(api: ApiState) -> Router<ApiState> {
         .route("/subscribers/{id}/pause", post(handlers::pause))
         .route("/subscribers/{id}/resume", post(handlers::resume))
         .route("/subscribers/{id}/redrive", post(handlers::redrive))
+        .route("/subscribers/{id}/replay", post(handlers::replay))
+        .route("/events/{id}", get(handlers::event))
         .route("/deliveries/{id}", get(handlers::delivery))
         .route("/deliveries/{id}/retry", post(handlers::retry))
         .route("/signout", post(auth::sign_out))

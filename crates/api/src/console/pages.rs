@@ -7,9 +7,11 @@
 use maud::{html, Markup, DOCTYPE};
 
 use super::auth::Visitor;
-use super::data::{DeliveryList, SubscriberRow};
+use herald_core::UnixMillis;
+
+use super::data::{DeliveryList, DeliveryPage, SubscriberRow};
 use super::live;
-use crate::views::{DeliveryView, SubscriberView};
+use crate::views::{rfc3339, DeliveryView, EventView, SubscriberView};
 
 /// A URL as the console shows it: without user info, query string or fragment (they may hold
 /// credentials).
@@ -65,7 +67,7 @@ fn layout(title: &str, visitor: Option<&Visitor>, main: Markup) -> Markup {
                     @if let Some(v) = visitor {
                         form.search role="search" method="get" action="/console/search" {
                             label for="search" { "Search" }
-                            input #search type="search" name="q" placeholder="delivery id" required;
+                            input #search type="search" name="q" placeholder="delivery or event id" required;
                             button type="submit" { "Find" }
                         }
                         @if v.signed_in {
@@ -128,6 +130,71 @@ fn subscriber_link(id: &str) -> Markup {
 
 fn delivery_link(id: &str) -> Markup {
     html! { a href={ "/console/deliveries/" (id) } { code { (id) } } }
+}
+
+fn event_link(id: &str) -> Markup {
+    html! { a href={ "/console/events/" (id) } { code { (id) } } }
+}
+
+/// JSON re-indented with two spaces, keys and values untouched (the payload is shown as it was
+/// ingested, only laid out).
+pub(crate) fn pretty_json(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let mut out = String::with_capacity(text.len() * 2);
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    let newline = |out: &mut String, depth: usize| {
+        out.push('\n');
+        out.extend(std::iter::repeat_n("  ", depth));
+    };
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                out.push(c);
+            }
+            '{' | '[' => {
+                out.push(c);
+                // An empty object or array stays on one line.
+                while chars.peek().is_some_and(|n| n.is_whitespace()) {
+                    chars.next();
+                }
+                if chars.peek().is_some_and(|n| *n == '}' || *n == ']') {
+                    if let Some(close) = chars.next() {
+                        out.push(close);
+                    }
+                } else {
+                    depth += 1;
+                    newline(&mut out, depth);
+                }
+            }
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                newline(&mut out, depth);
+                out.push(c);
+            }
+            ',' => {
+                out.push(c);
+                newline(&mut out, depth);
+            }
+            ':' => out.push_str(": "),
+            c if c.is_whitespace() => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn status(s: &str) -> Markup {
@@ -301,6 +368,23 @@ pub(crate) fn subscriber(
                     input type="hidden" name="csrf" value=(v.csrf);
                     button type="submit" { "Redrive" }
                 }
+                form.replay method="post" action={ (base) "/replay" } {
+                    input type="hidden" name="csrf" value=(v.csrf);
+                    fieldset {
+                        legend { "Replay deliveries of events accepted in a window" }
+                        label for="since" { "Since" }
+                        input #since type="text" name="since" required placeholder="2h or 2026-12-03T09:00:00Z";
+                        label for="until" { "Until" }
+                        input #until type="text" name="until" placeholder="now";
+                        label for="replay-status" { "Status" }
+                        select #replay-status name="status" {
+                            option value="dead" selected { "dead" }
+                            option value="delivered" { "delivered" }
+                            option value="delivered,dead" { "delivered and dead" }
+                        }
+                        button type="submit" { "Dry run" }
+                    }
+                }
             }
             section aria-labelledby="recent" {
                 h2 #recent { "Deliveries" }
@@ -321,7 +405,8 @@ pub(crate) fn subscriber(
 }
 
 /// A delivery: its facts and the attempt timeline.
-pub(crate) fn delivery(d: &DeliveryView, v: &Visitor, done: Option<&str>) -> Markup {
+pub(crate) fn delivery(page: &DeliveryPage, v: &Visitor, done: Option<&str>) -> Markup {
+    let d = &page.delivery;
     layout(
         &format!("Delivery {}", d.id),
         Some(v),
@@ -332,7 +417,7 @@ pub(crate) fn delivery(d: &DeliveryView, v: &Visitor, done: Option<&str>) -> Mar
             dl.summary {
                 dt { "Status" } dd { (status(d.status)) }
                 dt { "Subscriber" } dd { (subscriber_link(&d.subscriber)) }
-                dt { "Event" } dd { code.event { (d.event_id) } }
+                dt { "Event" } dd { (event_link(&d.event_id)) }
                 dt { "Event type" } dd { (d.event_type) }
                 dt { "Attempts" } dd { (d.attempt_count) }
                 dt { "Next attempt" } dd { (d.next_attempt_at.as_deref().unwrap_or("–")) }
@@ -369,6 +454,98 @@ pub(crate) fn delivery(d: &DeliveryView, v: &Visitor, done: Option<&str>) -> Mar
                     }
                 }
             }
+            h2 { "Payload" }
+            @match &page.payload {
+                Some(p) => pre.payload { code { (pretty_json(p)) } },
+                None => p { "The event is no longer stored (retention)." },
+            }
+        },
+    )
+}
+
+/// An event: its facts, payload and deliveries.
+pub(crate) fn event(e: &EventView, v: &Visitor) -> Markup {
+    let payload = e.payload.as_ref().map(|p| pretty_json(p.get().as_bytes()));
+    layout(
+        &format!("Event {}", e.id),
+        Some(v),
+        html! {
+            p.crumbs { a href="/console" { "Overview" } " › event" }
+            h1 { "Event " code { (e.id) } }
+            dl.summary {
+                dt { "Event type" } dd { (e.event_type) }
+                dt { "Received" } dd { (e.received_at) }
+                @if let Some(k) = &e.ordering_key { dt { "Ordering key" } dd { code { (k) } } }
+                @if let Some(k) = &e.idempotency_key { dt { "Idempotency key" } dd { code { (k) } } }
+            }
+            h2 { "Deliveries" }
+            @if e.deliveries.is_empty() { p { "None retained." } }
+            @else {
+                table.deliveries {
+                    thead { tr {
+                        th scope="col" { "Delivery" }
+                        th scope="col" { "Subscriber" }
+                        th scope="col" { "Status" }
+                    } }
+                    tbody {
+                        @for d in &e.deliveries {
+                            tr {
+                                th scope="row" { (delivery_link(&d.id)) }
+                                td { (subscriber_link(&d.subscriber)) }
+                                td { (status(d.status)) }
+                            }
+                        }
+                    }
+                }
+            }
+            h2 { "Payload" }
+            @match payload {
+                Some(p) => pre.payload { code { (p) } },
+                None => p { "The stored payload is not valid JSON." },
+            }
+        },
+    )
+}
+
+/// The replay window, as the dry run resolved it.
+pub(crate) struct Window<'a> {
+    pub(crate) since: UnixMillis,
+    pub(crate) until: Option<UnixMillis>,
+    pub(crate) status: &'a str,
+}
+
+/// The dry run's count and the confirmation form.
+pub(crate) fn replay_confirm(id: &str, v: &Visitor, matched: u64, w: &Window<'_>) -> Markup {
+    let since = rfc3339(w.since);
+    let until = w.until.map(rfc3339);
+    let status = if w.status.is_empty() {
+        "dead"
+    } else {
+        w.status
+    };
+    layout(
+        &format!("Replay {id}"),
+        Some(v),
+        html! {
+            p.crumbs { a href="/console" { "Overview" } " › " (subscriber_link(id)) " › replay" }
+            h1 { "Replay for " code { (id) } }
+            p.notice role="status" {
+                "Dry run: " strong.matched { (matched) } " " (status)
+                " deliveries of events accepted from " (since) " to " (until.as_deref().unwrap_or("now"))
+                " would be replayed."
+            }
+            @if matched > 0 {
+                form method="post" action={ "/console/subscribers/" (id) "/replay" }
+                    data-confirm={ "Replay " (matched) " deliveries of " (id) "?" } {
+                    input type="hidden" name="csrf" value=(v.csrf);
+                    input type="hidden" name="since" value=(since);
+                    @if let Some(u) = &until { input type="hidden" name="until" value=(u); }
+                    input type="hidden" name="status" value=(status);
+                    input type="hidden" name="confirm" value="1";
+                    button type="submit" { "Replay" }
+                }
+            }
+            p { a href={ "/console/subscribers/" (id) } { "Back to " (id) } }
         },
     )
 }
@@ -385,6 +562,19 @@ mod tests {
         );
         assert_eq!(display_url("http://h/?q"), "http://h/");
         assert_eq!(display_url("http://h"), "http://h");
+    }
+
+    #[test]
+    fn pretty_json_lays_out_without_changing_content() {
+        let raw = br#"{"b":1,"a":[1, {"x":"a,b:{c}\\\"d"}],"e":{},"f":[]}"#;
+        let pretty = pretty_json(raw);
+        assert_eq!(
+            pretty,
+            "{\n  \"b\": 1,\n  \"a\": [\n    1,\n    {\n      \"x\": \"a,b:{c}\\\\\\\"d\"\n    }\n  ],\n  \"e\": {},\n  \"f\": []\n}"
+        );
+        let a: serde_json::Value = serde_json::from_slice(raw).unwrap_or_default();
+        let b: serde_json::Value = serde_json::from_str(&pretty).unwrap_or_default();
+        assert_eq!(a, b);
     }
 
     #[test]
