@@ -9,6 +9,7 @@ mod harness;
 mod admin;
 mod check;
 mod cli;
+mod console;
 mod crash;
 mod disk_full;
 mod durability;

@@ -10,6 +10,7 @@
 //! | POST | `/v1/deliveries/{id}/retry` | a dead delivery back to pending |
 //! | POST | `/v1/reload` | re-read the subscriber folder |
 //! | GET | `/healthz`, `/readyz`, `/metrics` | probes, Prometheus text |
+//! | GET/POST | `/console/…` | the operator console (HTML; its own sign-in, see `console`) |
 //!
 //! When an API token is configured, `/v1/*` and `/metrics` need `Authorization: Bearer <token>`.
 //! Every failure is a JSON `{"error", "message"}` ([`ApiError`]).
@@ -23,6 +24,7 @@
 //! ```
 
 mod admin;
+mod console;
 mod error;
 mod ingest;
 mod metrics;
@@ -182,6 +184,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))
         .merge(protected)
+        .nest("/console", console::router(state.clone()))
         .fallback(admin::fallback)
         .with_state(state)
 }

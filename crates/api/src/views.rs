@@ -1,7 +1,9 @@
 //! JSON shapes of the admin API. Built from core/dispatcher types; nothing secret is reachable
 //! from here (subscriber views carry id, url, events and live figures only).
 
-use herald_core::{AttemptRecord, DeliveryDetails, DeliveryRecord, DisplayUrl, UnixMillis};
+use herald_core::{
+    AttemptRecord, DeliveryDetails, DeliveryRecord, DisplayUrl, EventDetails, UnixMillis,
+};
 use herald_dispatcher::SubscriberStats;
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
@@ -17,11 +19,11 @@ pub(crate) fn rfc3339(t: UnixMillis) -> String {
 
 #[derive(Serialize)]
 pub(crate) struct AttemptView {
-    attempt: u32,
-    at: String,
-    status_code: Option<u16>,
-    error: Option<String>,
-    duration_ms: u64,
+    pub(crate) attempt: u32,
+    pub(crate) at: String,
+    pub(crate) status_code: Option<u16>,
+    pub(crate) error: Option<String>,
+    pub(crate) duration_ms: u64,
 }
 
 impl From<&AttemptRecord> for AttemptView {
@@ -38,17 +40,17 @@ impl From<&AttemptRecord> for AttemptView {
 
 #[derive(Serialize)]
 pub(crate) struct DeliveryView {
-    id: String,
-    event_id: String,
-    subscriber: String,
-    event_type: String,
-    status: &'static str,
-    attempt_count: u32,
-    next_attempt_at: Option<String>,
-    created_at: String,
-    updated_at: String,
-    last_error: Option<String>,
-    attempts: Vec<AttemptView>,
+    pub(crate) id: String,
+    pub(crate) event_id: String,
+    pub(crate) subscriber: String,
+    pub(crate) event_type: String,
+    pub(crate) status: &'static str,
+    pub(crate) attempt_count: u32,
+    pub(crate) next_attempt_at: Option<String>,
+    pub(crate) created_at: String,
+    pub(crate) updated_at: String,
+    pub(crate) last_error: Option<String>,
+    pub(crate) attempts: Vec<AttemptView>,
 }
 
 impl DeliveryView {
@@ -77,20 +79,20 @@ impl From<&DeliveryDetails> for DeliveryView {
 
 #[derive(Serialize)]
 pub(crate) struct SubscriberView {
-    id: String,
-    url: DisplayUrl,
-    events: Vec<String>,
-    max_in_flight: u32,
-    effective_limit: u32,
-    in_flight: u32,
-    error_rate: f64,
-    paused: bool,
-    paused_reason: Option<String>,
+    pub(crate) id: String,
+    pub(crate) url: DisplayUrl,
+    pub(crate) events: Vec<String>,
+    pub(crate) max_in_flight: u32,
+    pub(crate) effective_limit: u32,
+    pub(crate) in_flight: u32,
+    pub(crate) error_rate: f64,
+    pub(crate) paused: bool,
+    pub(crate) paused_reason: Option<String>,
     /// Pending plus in flight: deliveries not yet finished.
-    queued: u64,
-    pending: u64,
-    delivered: u64,
-    dead: u64,
+    pub(crate) queued: u64,
+    pub(crate) pending: u64,
+    pub(crate) delivered: u64,
+    pub(crate) dead: u64,
 }
 
 impl From<&SubscriberStats> for SubscriberView {
@@ -109,6 +111,53 @@ impl From<&SubscriberStats> for SubscriberView {
             pending: s.counts.pending,
             delivered: s.counts.delivered,
             dead: s.counts.dead,
+        }
+    }
+}
+
+/// One delivery of an [`EventView`].
+#[derive(Serialize)]
+pub(crate) struct EventDeliveryView {
+    pub(crate) id: String,
+    pub(crate) subscriber: String,
+    pub(crate) status: &'static str,
+}
+
+/// An event as `GET /v1/events/{id}` shows it (SPEC §10); the payload is the ingested JSON.
+#[derive(Serialize)]
+pub(crate) struct EventView {
+    pub(crate) id: String,
+    pub(crate) event_type: String,
+    pub(crate) received_at: String,
+    pub(crate) ordering_key: Option<String>,
+    pub(crate) idempotency_key: Option<String>,
+    /// The payload as ingested (`null` only if a stored payload were damaged).
+    pub(crate) payload: Option<Box<serde_json::value::RawValue>>,
+    pub(crate) deliveries: Vec<EventDeliveryView>,
+}
+
+impl From<&EventDetails> for EventView {
+    fn from(e: &EventDetails) -> Self {
+        // Stored payloads were valid JSON at ingest.
+        let payload = std::str::from_utf8(&e.payload)
+            .ok()
+            .and_then(|s| serde_json::value::RawValue::from_string(s.to_owned()).ok());
+        Self {
+            id: e.id.to_string(),
+            event_type: e.event_type.clone(),
+            received_at: rfc3339(e.received_at),
+            ordering_key: e.ordering_key.clone(),
+            idempotency_key: e.idempotency_key.clone(),
+            payload,
+            deliveries: e
+                .deliveries
+                .iter()
+                .map(|d| EventDeliveryView {
+                    id: d.id.to_string(),
+                    subscriber: d.subscriber.to_string(),
+                    status: d.status.as_str(),
+                })
+                .collect(),
         }
     }
 }

@@ -26,8 +26,8 @@
 //! ```
 
 pub mod address;
-pub mod display_url;
 pub mod cluster;
+pub mod display_url;
 pub mod ids;
 pub mod secret;
 pub mod store;
@@ -36,8 +36,8 @@ pub mod time;
 pub mod webhook_secret;
 
 pub use address::{blocked_range, BlockedRange};
-pub use display_url::DisplayUrl;
 pub use cluster::{ClusterState, NodeInfo, ThrottleState, NODE_VISIBLE_FOR_MS};
+pub use display_url::DisplayUrl;
 pub use ids::{DeliveryId, EventId, InvalidId, SubscriberId};
 pub use secret::Secret;
 pub use store::{
