@@ -10,7 +10,7 @@
 //! the API calls [`Dispatcher::ingest`], [`Dispatcher::retry`], [`Dispatcher::redrive`],
 //! [`Dispatcher::replay`], [`Dispatcher::pause`] and [`Dispatcher::resume`]; each changes the
 //! store (durably, as the store's methods promise), and the store tells the dispatcher, as its
-//! registered [`StoreListener`](herald_core::StoreListener), which subscriber got work
+//! registered [`StoreListener`], which subscriber got work
 //! (`work_available` wakes that pump) or changed (`subscriber_changed` re-reads its pause from
 //! the store). With a shared engine the same calls arrive for changes made on other nodes.
 //!

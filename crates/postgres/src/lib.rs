@@ -18,7 +18,7 @@
 //!   and kept in memory (bounded) when the database is unreachable, to be written when it
 //!   returns.
 //! - **Wake-ups**: `NOTIFY` in the committing transaction, relayed from a dedicated `LISTEN`
-//!   connection to the [`StoreListener`](herald_core::StoreListener), with polling every second
+//!   connection to the [`StoreListener`], with polling every second
 //!   as a backstop.
 //! - **Nodes**: a heartbeat row per node; a node restarted with the same id releases its
 //!   previous leases at connect.
