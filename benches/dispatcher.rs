@@ -114,7 +114,8 @@ impl Rig {
         .expect("client");
         let dispatcher = {
             let _guard = rt.enter();
-            Dispatcher::start(Arc::clone(&store), client, configs).expect("dispatcher")
+            rt.block_on(Dispatcher::start(Arc::clone(&store), client, configs))
+                .expect("dispatcher")
         };
         Self {
             store,
@@ -125,17 +126,21 @@ impl Rig {
         }
     }
 
-    fn delivered(&self) -> u64 {
-        self.subscribers
-            .iter()
-            .map(|s| self.store.counts(s).delivered)
-            .sum()
+    async fn delivered(&self) -> u64 {
+        let mut sum = 0;
+        for s in &self.subscribers {
+            sum += self.store.counts(s).await.expect("counts").delivered;
+        }
+        sum
     }
 
     /// One timed drain of `events` events fanned out to every subscriber.
     async fn drain(&self, events: usize) -> Duration {
         for id in &self.subscribers {
-            self.dispatcher.pause(id.as_str(), "bench").expect("pause");
+            self.dispatcher
+                .pause(id.as_str(), "bench")
+                .await
+                .expect("pause");
         }
         let mut left = events;
         while left > 0 {
@@ -149,18 +154,20 @@ impl Rig {
                     subscribers: self.subscribers.clone(),
                     idempotency_key: None,
                     received_at: now,
+                    ordering_key: None,
+                    ordered_for: Vec::new(),
+                    traceparent: None,
                 })
                 .collect();
-            self.store.enqueue(batch).expect("enqueue");
+            self.store.enqueue(batch).await.expect("enqueue");
         }
-        self.store.sync().await.expect("sync");
         let target = (events * self.subscribers.len()) as u64;
 
         let start = Instant::now();
         for id in &self.subscribers {
-            self.dispatcher.resume(id.as_str()).expect("resume");
+            self.dispatcher.resume(id.as_str()).await.expect("resume");
         }
-        while self.delivered() < target {
+        while self.delivered().await < target {
             tokio::time::sleep(Duration::from_micros(500)).await;
         }
         let elapsed = start.elapsed();
@@ -168,6 +175,7 @@ impl Rig {
         // Untimed: forget the delivered records so every iteration starts from the same store.
         self.store
             .purge(UnixMillis::now().plus(Duration::from_secs(60)))
+            .await
             .expect("purge");
         elapsed
     }
@@ -202,25 +210,25 @@ fn drain(c: &mut Criterion) {
     group.finish();
 }
 
-/// Per delivery: when `enqueue` was called and when `notify` returned.
+/// Per delivery: when `ingest` was called and when it returned (durable, pumps woken).
 type Sent = HashMap<String, (Instant, Instant)>;
 
 async fn send_one(rig: &Rig, sent: &Mutex<Sent>) {
     let t0 = Instant::now();
     let receipts = rig
-        .store
-        .enqueue(vec![NewEvent {
+        .dispatcher
+        .ingest(vec![NewEvent {
             event_type: "PROCESS_STATE_FINISHED".to_owned(),
             payload: Bytes::from_static(PAYLOAD),
             subscribers: rig.subscribers.clone(),
             idempotency_key: None,
             received_at: UnixMillis::now(),
+            ordering_key: None,
+            ordered_for: Vec::new(),
+            traceparent: None,
         }])
-        .expect("enqueue");
-    rig.store.sync().await.expect("sync");
-    for id in &rig.subscribers {
-        rig.dispatcher.notify(id);
-    }
+        .await
+        .expect("ingest");
     let t1 = Instant::now();
     let mut sent = sent.lock();
     for d in receipts.iter().flat_map(|r| &r.deliveries) {
@@ -272,17 +280,17 @@ fn latency(_c: &mut Criterion) {
         for _ in 0..50 {
             send_one(&rig, &warm).await;
         }
-        while rig.delivered() < 50 {
+        while rig.delivered().await < 50 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
 
         // Idle: one event at a time, the next 5 ms after the previous one arrived.
         let sent = Mutex::new(Sent::new());
         *rig.arrivals.lock() = Some(Vec::new());
-        let before = rig.delivered();
+        let before = rig.delivered().await;
         for i in 0..300u64 {
             send_one(&rig, &sent).await;
-            while rig.delivered() < before + i + 1 {
+            while rig.delivered().await < before + i + 1 {
                 tokio::time::sleep(Duration::from_micros(200)).await;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -294,7 +302,7 @@ fn latency(_c: &mut Criterion) {
         // API requests would be, so syncs share fsyncs (group commit).
         let sent = Arc::new(Mutex::new(Sent::new()));
         *rig.arrivals.lock() = Some(Vec::new());
-        let before = rig.delivered();
+        let before = rig.delivered().await;
         let rig = Arc::new(rig);
         let mut tick = tokio::time::interval(Duration::from_millis(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -306,7 +314,7 @@ fn latency(_c: &mut Criterion) {
             tasks.spawn(async move { send_one(&rig, &sent).await });
         }
         while tasks.join_next().await.is_some() {}
-        while rig.delivered() < before + events {
+        while rig.delivered().await < before + events {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let arrivals = rig.arrivals.lock().take().unwrap_or_default();

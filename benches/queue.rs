@@ -1,11 +1,11 @@
 //! Queue throughput and latency (`herald-queue`, sled).
 //!
-//! - `durable_enqueue/producers/{1,16,256}`: events per second through `enqueue` + `sync` (the
-//!   API's path to a `202`), with that many producers calling concurrently. Every event counts
-//!   only once its own `sync` returned, i.e. after the fsync that covers it. 500-byte payload,
-//!   one subscriber.
+//! - `durable_enqueue/producers/{1,16,256}`: events per second through `enqueue` (the API's path
+//!   to a `202`: it returns once the group-committed fsync that covers the event is done), with
+//!   that many producers calling concurrently. 500-byte payload, one subscriber.
 //! - `claim_complete/batch/{1,32}`: deliveries per second through `claim` + `finish_attempt
-//!   (Delivered)` for one subscriber (one pump), claiming that many at a time.
+//!   (Delivered)` for one subscriber (one pump), claiming that many at a time (awaited on a
+//!   current-thread runtime, as a pump does; the lease token fences each finish).
 //! - `claim_latency/backlog/{1000,1000000}`: time of one `claim(max = 1)` with that many pending
 //!   deliveries of the subscriber. The backlog is built once, outside the timed loop; after each
 //!   claim the delivery is released to the back of the queue (untimed), so the backlog stays
@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use herald_core::{AttemptRecord, DeliveryStore, NewEvent, Outcome, SubscriberId, UnixMillis};
+use herald_core::{
+    AttemptRecord, ClaimRequest, DeliveryStore, NewEvent, Outcome, SubscriberId, UnixMillis,
+};
 use herald_queue::{SledOptions, SledStore};
 use tempfile::TempDir;
 mod support;
@@ -48,7 +50,29 @@ fn new_event(sub: &SubscriberId, body: &Bytes, at: u64) -> NewEvent {
         subscribers: vec![sub.clone()],
         idempotency_key: None,
         received_at: UnixMillis(at),
+        ordering_key: None,
+        ordered_for: Vec::new(),
+        traceparent: None,
     }
+}
+
+fn claim_request(sub: &SubscriberId, now: UnixMillis, max: usize) -> ClaimRequest<'_> {
+    ClaimRequest {
+        subscriber: sub,
+        now,
+        lease_until: UnixMillis(now.0.saturating_add(30_000)),
+        max,
+        cap: u32::MAX,
+    }
+}
+
+/// A current-thread runtime to await the store's calls on (they do not wait: in-memory work
+/// and sled writes).
+fn local() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 fn ok_attempt() -> AttemptRecord {
@@ -90,8 +114,8 @@ fn durable_enqueue(c: &mut Criterion) {
                                 for i in 0..iters {
                                     store
                                         .enqueue(vec![new_event(&sub, &body, i)])
+                                        .await
                                         .expect("enqueue");
-                                    store.sync().await.expect("sync");
                                 }
                             });
                         }
@@ -108,6 +132,7 @@ fn durable_enqueue(c: &mut Criterion) {
 }
 
 fn claim_complete(c: &mut Criterion) {
+    let rt = local();
     let mut group = c.benchmark_group("claim_complete");
     group.throughput(Throughput::Elements(1));
     let body = payload(500);
@@ -116,31 +141,34 @@ fn claim_complete(c: &mut Criterion) {
         let (_dir, store) = open_store();
         group.bench_with_input(BenchmarkId::new("batch", batch), &batch, |b, &batch| {
             b.iter_custom(|iters| {
-                // Untimed: the backlog to drain.
-                let mut left = iters;
-                while left > 0 {
-                    let n = left.min(1000);
-                    let events = (0..n).map(|_| new_event(&sub, &body, 0)).collect();
-                    store.enqueue(events).expect("enqueue");
-                    left -= n;
-                }
-                let lease = UnixMillis(u64::MAX / 2);
-                let start = Instant::now();
-                let mut done = 0u64;
-                while done < iters {
-                    let claimed = store
-                        .claim(&sub, UnixMillis(1), lease, batch)
-                        .expect("claim");
-                    assert!(!claimed.is_empty(), "backlog ran dry");
-                    for c in claimed {
-                        black_box(&c.payload);
-                        store
-                            .finish_attempt(c.id, ok_attempt(), Outcome::Delivered)
-                            .expect("finish");
-                        done += 1;
+                rt.block_on(async {
+                    // Untimed: the backlog to drain.
+                    let mut left = iters;
+                    while left > 0 {
+                        let n = left.min(1000);
+                        let events = (0..n).map(|_| new_event(&sub, &body, 0)).collect();
+                        store.enqueue(events).await.expect("enqueue");
+                        left -= n;
                     }
-                }
-                start.elapsed()
+                    let start = Instant::now();
+                    let mut done = 0u64;
+                    while done < iters {
+                        let claimed = store
+                            .claim(claim_request(&sub, UnixMillis(1), batch))
+                            .await
+                            .expect("claim");
+                        assert!(!claimed.is_empty(), "backlog ran dry");
+                        for c in claimed {
+                            black_box(&c.payload);
+                            store
+                                .finish_attempt(c.id, c.lease, ok_attempt(), Outcome::Delivered)
+                                .await
+                                .expect("finish");
+                            done += 1;
+                        }
+                    }
+                    start.elapsed()
+                })
             });
         });
     }
@@ -148,6 +176,7 @@ fn claim_complete(c: &mut Criterion) {
 }
 
 fn claim_latency(c: &mut Criterion) {
+    let rt = local();
     let mut group = c.benchmark_group("claim_latency");
     let body = payload(200);
     let sub = SubscriberId::new("acme").expect("id");
@@ -165,7 +194,7 @@ fn claim_latency(c: &mut Criterion) {
                     while i < backlog {
                         let n = (backlog - i).min(1000);
                         let events = (i..i + n).map(|at| new_event(&sub, &body, at)).collect();
-                        store.enqueue(events).expect("enqueue");
+                        rt.block_on(store.enqueue(events)).expect("enqueue");
                         i += n;
                     }
                     eprintln!("backlog of {backlog} built in {:?}", built.elapsed());
@@ -174,19 +203,28 @@ fn claim_latency(c: &mut Criterion) {
                 });
                 let now = UnixMillis(u64::MAX / 4);
                 b.iter_custom(|iters| {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        let start = Instant::now();
-                        let claimed = store.claim(&sub, now, now, 1).expect("claim");
-                        total += start.elapsed();
-                        let c = claimed.first().expect("a due delivery");
-                        black_box(&c.payload);
-                        store.release(c.id, UnixMillis(*back)).expect("release");
-                        *back += 1;
-                    }
-                    total
+                    rt.block_on(async {
+                        let mut total = Duration::ZERO;
+                        for _ in 0..iters {
+                            let start = Instant::now();
+                            let claimed = store
+                                .claim(claim_request(&sub, now, 1))
+                                .await
+                                .expect("claim");
+                            total += start.elapsed();
+                            let c = claimed.first().expect("a due delivery");
+                            black_box(&c.payload);
+                            store
+                                .release(c.id, c.lease, UnixMillis(*back))
+                                .await
+                                .expect("release");
+                            *back += 1;
+                        }
+                        total
+                    })
                 });
-                assert_eq!(store.counts(&sub).pending, backlog);
+                let counts = rt.block_on(store.counts(&sub)).expect("counts");
+                assert_eq!(counts.pending, backlog);
             },
         );
     }

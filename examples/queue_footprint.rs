@@ -15,7 +15,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use herald_core::{AttemptRecord, DeliveryStore, NewEvent, Outcome, SubscriberId, UnixMillis};
+use herald_core::{
+    AttemptRecord, ClaimRequest, DeliveryStore, NewEvent, Outcome, SubscriberId, UnixMillis,
+};
 use herald_queue::{SledOptions, SledStore};
 
 /// Measured with the allocator the `herald` binary ships with (see `src/main.rs`).
@@ -53,12 +55,12 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
-fn report(label: &str, store: &SledStore) {
+fn report(label: &str, store: &SledStore, rt: &tokio::runtime::Runtime) {
     println!(
         "{label:<34} peak RSS {:>7.1} MiB | RSS {:>7.1} MiB | size_on_disk {:>8.1} MiB | files {:>8.1} MiB",
         status_kb("VmHWM:") as f64 / 1024.0,
         status_kb("VmRSS:") as f64 / 1024.0,
-        mib(store.size_on_disk().unwrap_or(0)),
+        mib(rt.block_on(store.size_on_disk()).ok().flatten().unwrap_or(0)),
         mib(dir_bytes(store.path())),
     );
 }
@@ -88,19 +90,30 @@ fn enqueue(
                 subscribers: vec![sub.clone()],
                 idempotency_key: None,
                 received_at: now,
+                ordering_key: None,
+                ordered_for: Vec::new(),
+                traceparent: None,
             })
             .collect();
-        store.enqueue(events).expect("enqueue");
-        rt.block_on(store.sync()).expect("sync");
+        // Durable when it returns (group commit).
+        rt.block_on(store.enqueue(events)).expect("enqueue");
         left -= batch;
     }
 }
 
-fn drain(store: &SledStore, sub: &SubscriberId) -> u64 {
-    let far = UnixMillis(u64::MAX / 2);
+fn drain(store: &SledStore, rt: &tokio::runtime::Runtime, sub: &SubscriberId) -> u64 {
+    let far = UnixMillis(u64::MAX / 4);
     let mut done = 0;
     loop {
-        let claimed = store.claim(sub, far, far, 1000).expect("claim");
+        let claimed = rt
+            .block_on(store.claim(ClaimRequest {
+                subscriber: sub,
+                now: far,
+                lease_until: far.plus(Duration::from_secs(30)),
+                max: 1000,
+                cap: u32::MAX,
+            }))
+            .expect("claim");
         if claimed.is_empty() {
             return done;
         }
@@ -112,8 +125,7 @@ fn drain(store: &SledStore, sub: &SubscriberId) -> u64 {
                 error: None,
                 duration_ms: 2,
             };
-            store
-                .finish_attempt(c.id, attempt, Outcome::Delivered)
+            rt.block_on(store.finish_attempt(c.id, c.lease, attempt, Outcome::Delivered))
                 .expect("finish");
             done += 1;
         }
@@ -150,7 +162,7 @@ fn main() {
     let body = payload(500);
 
     let store = SledStore::open(dir.path(), options.clone()).expect("open");
-    report("empty", &store);
+    report("empty", &store, &rt);
     let t = Instant::now();
     enqueue(&store, &rt, &sub, events, &body);
     let took = t.elapsed();
@@ -158,38 +170,37 @@ fn main() {
         "enqueued {events} in {took:.1?} ({:.0}/s, batches of 1000, each synced)",
         events as f64 / took.as_secs_f64()
     );
-    report("backlog", &store);
+    report("backlog", &store, &rt);
     drop(store);
 
     let t = Instant::now();
     let store = SledStore::open(dir.path(), options.clone()).expect("reopen");
     println!("reopened in {:.1?}: {:?}", t.elapsed(), store.open_report());
-    report("backlog after reopen", &store);
+    report("backlog after reopen", &store, &rt);
 
     let t = Instant::now();
-    let drained = drain(&store, &sub);
+    let drained = drain(&store, &rt, &sub);
     let took = t.elapsed();
     println!(
         "drained {drained} in {took:.1?} ({:.0}/s)",
         drained as f64 / took.as_secs_f64()
     );
-    report("drained", &store);
+    report("drained", &store, &rt);
     let t = Instant::now();
-    let stats = store
-        .purge(UnixMillis::now().plus(Duration::from_secs(86_400)))
+    let stats = rt
+        .block_on(store.purge(UnixMillis::now().plus(Duration::from_secs(86_400))))
         .expect("purge");
     rt.block_on(store.sync()).expect("sync");
     println!("purged in {:.1?}: {stats:?}", t.elapsed());
-    report("drained + purged", &store);
+    report("drained + purged", &store, &rt);
 
     println!("churn: {rounds} rounds of enqueue {churn} + deliver + purge");
     for round in 1..=rounds {
         enqueue(&store, &rt, &sub, churn, &body);
-        drain(&store, &sub);
-        store
-            .purge(UnixMillis::now().plus(Duration::from_secs(86_400)))
+        drain(&store, &rt, &sub);
+        rt.block_on(store.purge(UnixMillis::now().plus(Duration::from_secs(86_400))))
             .expect("purge");
         rt.block_on(store.sync()).expect("sync");
-        report(&format!("churn round {round}"), &store);
+        report(&format!("churn round {round}"), &store, &rt);
     }
 }

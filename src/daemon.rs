@@ -56,6 +56,7 @@ async fn serve(config: HeraldConfig) -> anyhow::Result<()> {
     let store: Arc<dyn DeliveryStore> = Arc::new(store);
     let client = HttpClient::new(config.security).context("building the HTTP client")?;
     let dispatcher = Dispatcher::start(Arc::clone(&store), client, config.subscribers.clone())
+        .await
         .context("starting the dispatcher")?;
 
     let reload = reload_fn(&config, dispatcher.clone());
@@ -123,14 +124,19 @@ async fn serve(config: HeraldConfig) -> anyhow::Result<()> {
 }
 
 /// Re-reads the subscriber folder and applies it; errors keep the running configuration.
+/// Called on a blocking thread of the runtime (`spawn_blocking`: it reads files), which then
+/// waits for the dispatcher's reload (it reads the stored pauses).
 fn reload_fn(config: &HeraldConfig, dispatcher: Dispatcher) -> ReloadFn {
     let dir = config.subscribers_dir.clone();
     let security = config.security;
+    let runtime = tokio::runtime::Handle::current();
     Arc::new(move || {
         let env = |name: &str| std::env::var(name).ok();
         let subscribers =
             herald_config::load_subscribers(&dir, &security, &env).map_err(|e| e.to_string())?;
-        dispatcher.reload(subscribers).map_err(|e| e.to_string())
+        runtime
+            .block_on(dispatcher.reload(subscribers))
+            .map_err(|e| e.to_string())
     })
 }
 
@@ -138,10 +144,10 @@ async fn purge_loop(store: Arc<dyn DeliveryStore>, retention: Duration) {
     let mut tick = tokio::time::interval(purge_interval(retention));
     loop {
         tick.tick().await;
-        let store = Arc::clone(&store);
         let cutoff = UnixMillis::now().minus(retention);
-        match tokio::task::spawn_blocking(move || store.purge(cutoff)).await {
-            Ok(Ok(stats)) if stats.deliveries + stats.events + stats.idempotency_keys > 0 => {
+        // The store purges in bounded chunks and never stalls the runtime (see the engine).
+        match store.purge(cutoff).await {
+            Ok(stats) if stats.deliveries + stats.events + stats.idempotency_keys > 0 => {
                 tracing::info!(
                     deliveries = stats.deliveries,
                     events = stats.events,
@@ -149,9 +155,8 @@ async fn purge_loop(store: Arc<dyn DeliveryStore>, retention: Duration) {
                     "purged records older than the retention"
                 );
             }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "retention purge failed"),
-            Err(e) => tracing::error!(error = %e, "retention purge task failed"),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "retention purge failed"),
         }
     }
 }

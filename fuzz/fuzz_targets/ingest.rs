@@ -51,8 +51,10 @@ fn target() -> &'static Target {
                     url::Url::parse("http://127.0.0.1:9/hook").expect("url"),
                 )
             };
-            let dispatcher = Dispatcher::start(store, client, vec![sub]).expect("dispatcher");
-            dispatcher.pause("a", "fuzzing").expect("pause");
+            let dispatcher = Dispatcher::start(store, client, vec![sub])
+                .await
+                .expect("dispatcher");
+            dispatcher.pause("a", "fuzzing").await.expect("pause");
             let state = ApiState::new(
                 dispatcher,
                 ApiOptions {
