@@ -202,7 +202,7 @@ fn summary(config: &HeraldConfig, path: &Path) -> String {
         };
         let _ = writeln!(
             out,
-            "  {}: {} events={} timeout={} max_in_flight={} attempts={} auth={} signing={}{}",
+            "  {}: {} events={} timeout={} max_in_flight={} attempts={} auth={} signing={} ordering={}{}",
             s.id,
             s.url,
             s.events.to_vec().join(","),
@@ -211,6 +211,7 @@ fn summary(config: &HeraldConfig, path: &Path) -> String {
             s.retry.max_attempts,
             auth,
             signing,
+            s.ordering.as_str(),
             s.rate_limit
                 .map(|r| format!(" rate_limit={}/s", r.per_second))
                 .unwrap_or_default(),

@@ -14,6 +14,7 @@ mod errors;
 mod flapping;
 mod fuzz;
 mod ingest;
+mod ordering;
 mod reload;
 mod semantics;
 mod shutdown;

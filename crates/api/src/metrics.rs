@@ -57,7 +57,20 @@ pub(crate) async fn render(State(state): State<ApiState>) -> Response {
             .into_response();
     };
     // Gauges keep their last values when the store cannot be read right now.
-    for s in state.inner.dispatcher.stats().await.unwrap_or_default() {
+    let stats = state.inner.dispatcher.stats().await.unwrap_or_default();
+    // Keys blocked on a failing head (SPEC §9): every configured subscriber gets a value (0
+    // when the store lists none for it), so a gauge falls back to 0 once its keys move on.
+    if let Ok(blocked) = state.inner.store.blocked_keys().await {
+        for s in &stats {
+            let n = blocked
+                .iter()
+                .find(|(id, _)| *id == s.id)
+                .map_or(0, |(_, n)| *n);
+            metrics::gauge!("herald_ordering_blocked_keys", "subscriber" => s.id.to_string())
+                .set(n as f64);
+        }
+    }
+    for s in stats {
         let id = s.id.to_string();
         metrics::gauge!("herald_in_flight", "subscriber" => id.clone()).set(f64::from(s.in_flight));
         metrics::gauge!("herald_effective_limit", "subscriber" => id.clone())

@@ -48,6 +48,8 @@ pub(crate) struct DeliveryView {
     created_at: String,
     updated_at: String,
     last_error: Option<String>,
+    /// The event's ordering key when this delivery is ordered by it (SPEC §9).
+    ordering_key: Option<String>,
     attempts: Vec<AttemptView>,
 }
 
@@ -64,6 +66,7 @@ impl DeliveryView {
             created_at: rfc3339(record.created_at),
             updated_at: rfc3339(record.updated_at),
             last_error: record.last_error.clone(),
+            ordering_key: record.ordering_key.clone(),
             attempts: attempts.iter().map(AttemptView::from).collect(),
         }
     }

@@ -40,9 +40,9 @@ pub use store::{
     ReceiptDelivery, ReplayRequest, ReplayResult, RetryBudget, StoreError, StoreListener,
 };
 pub use subscriber::{
-    AuthConfig, EventFilter, RateLimitConfig, RetryPolicy, SecurityPolicy, SigningConfig,
-    SigningScheme, SubscriberConfig, ThrottleConfig, DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT,
-    MAX_IN_FLIGHT_LIMIT,
+    AuthConfig, EventFilter, OrderingMode, RateLimitConfig, RetryPolicy, SecurityPolicy,
+    SigningConfig, SigningScheme, SubscriberConfig, ThrottleConfig, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_TIMEOUT, MAX_IN_FLIGHT_LIMIT,
 };
 pub use time::UnixMillis;
 
