@@ -213,7 +213,7 @@ fn summary(config: &HeraldConfig, path: &Path) -> String {
         };
         let _ = writeln!(
             out,
-            "  {}: {} events={} timeout={} max_in_flight={} attempts={} auth={} signing={}{}",
+            "  {}: {} events={} timeout={} max_in_flight={} attempts={} auth={} signing={} ordering={}{}",
             s.id,
             DisplayUrl::new(&s.url),
             s.events.to_vec().join(","),
@@ -222,6 +222,7 @@ fn summary(config: &HeraldConfig, path: &Path) -> String {
             s.retry.max_attempts,
             auth,
             signing,
+            s.ordering.as_str(),
             s.rate_limit
                 .map(|r| format!(" rate_limit={}/s", r.per_second))
                 .unwrap_or_default(),

@@ -107,6 +107,8 @@ pub enum Mode {
     Drop,
     /// Answer with this status and a `Retry-After: <secs>` header.
     RetryAfter(u16, u64),
+    /// Per request, after `delay`: 500 with `p_500`, otherwise 200.
+    Flaky { p_500: f64, delay: Duration },
     /// Per request: 500 with `p_500`, dropped connection with `p_drop`, a slow 500 after `slow`
     /// with `p_slow`, otherwise 200.
     Flap {
@@ -148,6 +150,8 @@ struct Counts {
 struct RecvState {
     mode: Mutex<Mode>,
     log: Mutex<Vec<Received>>,
+    /// (index in `log`, status, when answered) of every answered request.
+    answers: Mutex<Vec<(usize, u16, Instant)>>,
     counts: Mutex<Counts>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
@@ -199,13 +203,17 @@ async fn receive(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    state.log.lock().push(Received {
-        path: uri.path().to_owned(),
-        query: uri.query().map(str::to_owned),
-        headers,
-        body,
-        at: Instant::now(),
-    });
+    let index = {
+        let mut log = state.log.lock();
+        log.push(Received {
+            path: uri.path().to_owned(),
+            query: uri.query().map(str::to_owned),
+            headers,
+            body,
+            at: Instant::now(),
+        });
+        log.len() - 1
+    };
     *state.counts.lock().requests.entry(id.clone()).or_default() += 1;
 
     let mode = state.mode.lock().clone();
@@ -219,6 +227,10 @@ async fn receive(
         Mode::BlackHole => Action::Hole,
         Mode::Drop => Action::Drop,
         Mode::RetryAfter(status, secs) => Action::RetryAfter(status, secs),
+        Mode::Flaky { p_500, delay } => {
+            let x = state.rng.lock().unit();
+            Action::Answer(delay, if x < p_500 { 500 } else { 200 })
+        }
         Mode::Flap {
             p_500,
             p_drop,
@@ -256,6 +268,7 @@ async fn receive(
             if (200..300).contains(&status) {
                 state.counts.lock().succeeded.insert(id);
             }
+            state.answers.lock().push((index, status, Instant::now()));
             state.answered.fetch_add(1, Ordering::SeqCst);
             StatusCode::from_u16(status)
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
@@ -274,6 +287,7 @@ impl Receiver {
         let state = Arc::new(RecvState {
             mode: Mutex::new(mode),
             log: Mutex::new(Vec::new()),
+            answers: Mutex::new(Vec::new()),
             counts: Mutex::new(Counts::default()),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
@@ -353,6 +367,19 @@ impl Receiver {
 
     pub fn max_in_flight(&self) -> usize {
         self.state.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Every request answered with a status after a delay ([`Mode::Status`], [`Mode::Delay`],
+    /// [`Mode::RandomDelay`], [`Mode::Flaky`], [`Mode::Flap`]): the request, the status, when
+    /// the answer went out.
+    pub fn answers(&self) -> Vec<(Received, u16, Instant)> {
+        let log = self.state.log.lock();
+        self.state
+            .answers
+            .lock()
+            .iter()
+            .map(|(i, status, at)| (log[*i].clone(), *status, *at))
+            .collect()
     }
 
     /// Requests answered (after their delay), whatever the status.

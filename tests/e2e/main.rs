@@ -17,6 +17,7 @@ mod errors;
 mod flapping;
 mod fuzz;
 mod ingest;
+mod ordering;
 mod reload;
 mod semantics;
 mod shutdown;

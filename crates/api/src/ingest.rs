@@ -41,6 +41,9 @@ struct EventIn<'a> {
     subscriber: Option<String>,
     #[serde(default)]
     idempotency_key: Option<String>,
+    /// SPEC §9; any JSON value is read so that a wrong type is a `bad_request` naming the field.
+    #[serde(default)]
+    ordering_key: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -103,6 +106,17 @@ fn prepare(
             )));
         }
     }
+    let ordering_key = match event.ordering_key {
+        None => None,
+        Some(serde_json::Value::String(key)) if !key.is_empty() && key.len() <= MAX_NAME_LEN => {
+            Some(key)
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(format!(
+                "ordering_key must be a string of 1 to {MAX_NAME_LEN} bytes"
+            )))
+        }
+    };
     let payload = event.payload.get().as_bytes();
     if payload.len() > state.inner.max_payload_bytes {
         return Err(ApiError::payload_too_large(state.inner.max_payload_bytes));
@@ -124,10 +138,10 @@ fn prepare(
         subscribers,
         idempotency_key: event.idempotency_key,
         received_at: now,
-        // Ordering keys (SPEC §9) and trace context (SPEC §10) come with their own tasks; the
-        // store already keeps them.
-        ordering_key: None,
+        // Which subscribers order by it is the dispatcher's to say (their `ordering`).
+        ordering_key,
         ordered_for: Vec::new(),
+        // Trace context (SPEC §10) comes with its own task; the store already keeps it.
         traceparent: None,
     })
 }

@@ -96,6 +96,18 @@ pub(crate) async fn render(State(state): State<ApiState>) -> Response {
     let stats = state.inner.dispatcher.stats().await;
     let all_counts = state.inner.store.all_counts().await;
     if let (Ok(stats), Ok(all_counts)) = (stats, all_counts) {
+        // Keys blocked on a failing head (SPEC §9): every configured subscriber gets a value
+        // (0 when the store lists none for it), so a gauge falls back to 0 once its keys move on.
+        if let Ok(blocked) = state.inner.store.blocked_keys().await {
+            for s in &stats {
+                let n = blocked
+                    .iter()
+                    .find(|(id, _)| *id == s.id)
+                    .map_or(0, |(_, n)| *n);
+                metrics::gauge!("herald_ordering_blocked_keys", "subscriber" => s.id.to_string())
+                    .set(n as f64);
+            }
+        }
         update_state_gauges(&state, stats, all_counts);
     }
     if let Ok(Some(bytes)) = state.inner.store.size_on_disk().await {

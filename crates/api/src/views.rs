@@ -50,6 +50,8 @@ pub(crate) struct DeliveryView {
     pub(crate) created_at: String,
     pub(crate) updated_at: String,
     pub(crate) last_error: Option<String>,
+    /// The event's ordering key when this delivery is ordered by it (SPEC §9).
+    pub(crate) ordering_key: Option<String>,
     pub(crate) attempts: Vec<AttemptView>,
 }
 
@@ -66,6 +68,7 @@ impl DeliveryView {
             created_at: rfc3339(record.created_at),
             updated_at: rfc3339(record.updated_at),
             last_error: record.last_error.clone(),
+            ordering_key: record.ordering_key.clone(),
             attempts: attempts.iter().map(AttemptView::from).collect(),
         }
     }

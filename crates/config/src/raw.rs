@@ -79,6 +79,7 @@ pub(crate) struct RawSubscriber {
     pub(crate) signing: Option<RawSigning>,
     pub(crate) throttle: Option<RawThrottle>,
     pub(crate) rate_limit: Option<RawRateLimit>,
+    pub(crate) ordering: Option<String>,
 }
 
 /// `[retry]`.

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use herald_core::{
-    EventFilter, RateLimitConfig, RetryPolicy, SecurityPolicy, SubscriberConfig, SubscriberId,
-    ThrottleConfig, MAX_IN_FLIGHT_LIMIT,
+    EventFilter, OrderingMode, RateLimitConfig, RetryPolicy, SecurityPolicy, SubscriberConfig,
+    SubscriberId, ThrottleConfig, MAX_IN_FLIGHT_LIMIT,
 };
 
 use crate::auth::auth;
@@ -152,6 +152,7 @@ fn validate(
     );
     let throttle = throttle(raw.throttle.unwrap_or_default(), report);
     let rate_limit = rate_limit(raw.rate_limit, report);
+    let ordering = ordering(raw.ordering.as_deref(), report);
 
     Some(SubscriberConfig {
         id: id?,
@@ -165,7 +166,26 @@ fn validate(
         signing: signing.ok()?,
         throttle: throttle?,
         rate_limit: rate_limit.ok()?,
+        ordering: ordering?,
     })
+}
+
+/// `ordering = "per_key" | "none"` (SPEC §9), default `"none"`.
+fn ordering(raw: Option<&str>, report: &mut Report<'_>) -> Option<OrderingMode> {
+    match raw {
+        None | Some("none") => Some(OrderingMode::None),
+        Some("per_key") => Some(OrderingMode::PerKey),
+        Some(other) => {
+            report.error(
+                "ordering",
+                format!(
+                    "unknown value \"{}\"; expected \"per_key\" or \"none\"",
+                    quote(other)
+                ),
+            );
+            None
+        }
+    }
 }
 
 fn subscriber_id(id: Option<&str>, report: &mut Report<'_>) -> Option<SubscriberId> {

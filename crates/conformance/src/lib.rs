@@ -47,9 +47,9 @@
 //!   [`StoreError::LeaseLost`] (not leased, or leased under another token), changing nothing.
 //! - Listener calls may arrive asynchronously (a shared engine relays them through the
 //!   database): the cases wait up to [`NOTIFY_WAIT`] for each.
-//! - Ordering keys are only checked to round-trip here (stored with the event, shown on the
-//!   records and claims of the subscribers in `ordered_for`); the per-key claim rules of SPEC
-//!   §9 get their own cases with issue 13.
+//! - Ordering keys round-trip (stored with the event, shown on the records and claims of the
+//!   subscribers in `ordered_for`), and the per-key claim rules of SPEC §9 hold: see the
+//!   `ordering` module's cases.
 //!
 //! Panics (assertion failures) are the failure mode: this is test code.
 
@@ -71,7 +71,9 @@ use herald_core::{
 use parking_lot::Mutex;
 
 mod cases_new;
+mod ordering;
 pub use cases_new::*;
+pub use ordering::*;
 
 /// The synthetic "now" the cases start from.
 pub const T0: UnixMillis = UnixMillis(1_000_000);
@@ -137,10 +139,20 @@ pub const CASES: &[Case] = cases![
     list_events_pages_and_filters,
     all_counts_keeps_subscribers_that_fell_to_zero,
     ordering_and_trace_fields_round_trip,
+    ordered_keys_are_claimed_one_at_a_time_in_acceptance_order,
+    a_retried_head_blocks_only_its_key_until_dead,
+    a_repended_delivery_takes_its_place_by_acceptance_order,
+    an_expired_head_is_claimable_again_alone,
+    keys_are_per_subscriber_and_only_for_ordered_ones,
+    the_cap_still_applies_to_heads,
+    interleaved_keys_drain_in_order_under_failures,
 ];
 
 /// Cases that restart the store through [`Engine::reopen`], by name.
-pub const REOPEN_CASES: &[&str] = &["reopen_keeps_acknowledged_work_and_leases_expire"];
+pub const REOPEN_CASES: &[&str] = &[
+    "reopen_keeps_acknowledged_work_and_leases_expire",
+    "ordering_survives_a_restart",
+];
 
 /// Runs every case ([`CASES`] and [`REOPEN_CASES`]), each on a fresh store from `engine` and
 /// its own tokio task, and panics listing every failed case. Call it from a multi-threaded
@@ -158,6 +170,10 @@ pub async fn run_all<E: Engine>(engine: &E) {
     if let Err(msg) = reopen_keeps_acknowledged_work_and_leases_expire(engine).await {
         failed.push(format!("{}: {msg}", REOPEN_CASES[0]));
     }
+    // Not on a task of its own (it borrows the engine): a panic in it fails the whole run.
+    if let Err(msg) = ordering_survives_a_restart(engine).await {
+        failed.push(format!("{}: {msg}", REOPEN_CASES[1]));
+    }
     assert!(
         failed.is_empty(),
         "{} conformance case(s) failed:\n{}",
@@ -169,8 +185,14 @@ pub async fn run_all<E: Engine>(engine: &E) {
 /// Runs one case of [`CASES`] by name on a fresh store from `engine` (panics if it fails or
 /// does not exist).
 pub async fn run_one<E: Engine>(engine: &E, name: &str) {
-    if REOPEN_CASES.contains(&name) {
+    if name == REOPEN_CASES[0] {
         if let Err(msg) = reopen_keeps_acknowledged_work_and_leases_expire(engine).await {
+            panic!("{name}: {msg}");
+        }
+        return;
+    }
+    if name == REOPEN_CASES[1] {
+        if let Err(msg) = ordering_survives_a_restart(engine).await {
             panic!("{name}: {msg}");
         }
         return;

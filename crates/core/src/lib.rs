@@ -47,8 +47,9 @@ pub use store::{
     ReceiptDelivery, ReplayRequest, ReplayResult, RetryBudget, StoreError, StoreListener,
 };
 pub use subscriber::{
-    AuthConfig, EventFilter, RateLimitConfig, RetryPolicy, SecurityPolicy, SigningConfig,
-    SigningScheme, SigningSecret, SubscriberConfig, ThrottleConfig, DEFAULT_MAX_IN_FLIGHT,
+    AuthConfig, EventFilter, OrderingMode, RateLimitConfig, RetryPolicy, SecurityPolicy,
+    SigningConfig, SigningScheme, SigningSecret, SubscriberConfig, ThrottleConfig,
+    DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_TIMEOUT, MAX_IN_FLIGHT_LIMIT,
 };
 pub use time::UnixMillis;

@@ -541,6 +541,11 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// subscribers whose counts are all zero now but were not before (so gauges fall to 0).
     async fn all_counts(&self) -> Result<Vec<(SubscriberId, QueueCounts)>, StoreError>;
 
+    /// Per subscriber with ordered deliveries (SPEC §9), the number of keys whose head has
+    /// failed at least once and is not yet delivered or dead: keys blocked on a failing head
+    /// (the `herald_ordering_blocked_keys` gauge). Subscribers with none may be left out.
+    async fn blocked_keys(&self) -> Result<Vec<(SubscriberId, u64)>, StoreError>;
+
     /// Persists a subscriber's pause (`Some(reason)`) or resume (`None`), durably, and notifies
     /// every node's listener.
     async fn set_paused(

@@ -45,6 +45,28 @@ pub struct SubscriberConfig {
     pub throttle: ThrottleConfig,
     /// Optional requests-per-second cap.
     pub rate_limit: Option<RateLimitConfig>,
+    /// Per-key ordering of this subscriber's deliveries (SPEC §9).
+    pub ordering: OrderingMode,
+}
+
+/// `ordering = "per_key" | "none"` (SPEC §9).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OrderingMode {
+    /// Deliveries go in parallel, whatever their key (the default).
+    #[default]
+    None,
+    /// Deliveries with the same `ordering_key` go one at a time, in acceptance order.
+    PerKey,
+}
+
+impl OrderingMode {
+    /// The config value (`none`, `per_key`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::PerKey => "per_key",
+        }
+    }
 }
 
 impl fmt::Debug for SubscriberConfig {
@@ -82,6 +104,7 @@ impl SubscriberConfig {
             signing: None,
             throttle: ThrottleConfig::default(),
             rate_limit: None,
+            ordering: OrderingMode::None,
         }
     }
 }

@@ -42,7 +42,8 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use herald_core::{
-    DeliveryId, DeliveryRecord, DeliveryStore, DisplayUrl, EnqueueReceipt, NewEvent, QueueCounts,
+    DeliveryId, DeliveryRecord, DeliveryStore, DisplayUrl, EnqueueReceipt, NewEvent,
+    OrderingMode, QueueCounts,
     ReplayRequest, ReplayResult, StoreError, StoreListener, SubscriberConfig, SubscriberId,
     UnixMillis,
 };
@@ -294,11 +295,28 @@ impl Dispatcher {
     }
 
     /// Stores events (durable when this returns: the API may answer `202`); the store wakes
-    /// the pumps of the subscribers that got work.
+    /// the pumps of the subscribers that got work. An event with an `ordering_key` is ordered
+    /// (SPEC §9) for those of its subscribers configured with `ordering = "per_key"` now: fixed
+    /// in `ordered_for` at enqueue, so a later reload never reorders stored work.
     pub async fn ingest(
         &self,
-        events: Vec<NewEvent>,
+        mut events: Vec<NewEvent>,
     ) -> Result<Vec<EnqueueReceipt>, DispatchError> {
+        if events.iter().any(|e| e.ordering_key.is_some()) {
+            let subscribers = self.shared.subscribers.read();
+            for event in events.iter_mut().filter(|e| e.ordering_key.is_some()) {
+                event.ordered_for = event
+                    .subscribers
+                    .iter()
+                    .filter(|id| {
+                        subscribers.get(id.as_str()).is_some_and(|sub| {
+                            sub.settings().config.ordering == OrderingMode::PerKey
+                        })
+                    })
+                    .cloned()
+                    .collect();
+            }
+        }
         Ok(self.shared.store.enqueue(events).await?)
     }
 

@@ -261,10 +261,12 @@ async fn write(
             .prepare_cached(
                 "INSERT INTO herald_deliveries
                    (id, event_id, subscriber, status, ready_at, budget_since, created_at,
-                    updated_at, ordering_key)
-                 SELECT u.id, u.ev, u.sub, 0, u.t, u.t, u.t, u.t, u.ok
+                    updated_at, ordering_key, accept_seq)
+                 SELECT u.id, u.ev, u.sub, 0, u.t, u.t, u.t, u.t, u.ok,
+                        nextval('herald_accept_seq')
                  FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int8[], $5::text[])
-                   AS u(id, ev, sub, t, ok)",
+                   WITH ORDINALITY AS u(id, ev, sub, t, ok, n)
+                 ORDER BY u.n",
             )
             .await
             .map_err(|e| db(t, e))?;

@@ -139,10 +139,15 @@ WITH picked AS (
   SELECT d.id, d.status AS old_status, d.ready_at AS old_ready
   FROM herald_deliveries d
   WHERE d.subscriber = $1 AND d.status < 2 AND d.ready_at <= $2
-    AND (d.ordering_key IS NULL OR NOT EXISTS (
-          SELECT 1 FROM herald_deliveries p
-          WHERE p.subscriber = d.subscriber AND p.ordering_key = d.ordering_key
-            AND p.status < 2 AND p.id < d.id))
+    AND (d.ordering_key IS NULL OR d.status = 1 OR (
+          NOT EXISTS (
+            SELECT 1 FROM herald_deliveries p
+            WHERE p.subscriber = d.subscriber AND p.ordering_key = d.ordering_key
+              AND p.status < 2 AND p.accept_seq < d.accept_seq)
+          AND NOT EXISTS (
+            SELECT 1 FROM herald_deliveries p
+            WHERE p.subscriber = d.subscriber AND p.ordering_key = d.ordering_key
+              AND p.status = 1)))
   ORDER BY d.ready_at, d.id
   LIMIT $3
   FOR UPDATE OF d SKIP LOCKED
@@ -164,6 +169,37 @@ SELECT u.id, u.event_id, u.attempts, u.created_at, u.lease_token, u.budget_first
        u.budget_since, u.ordering_key, u.old_ready, e.event_type, e.payload, e.traceparent
 FROM upd u JOIN herald_events e ON e.id = u.event_id
 ORDER BY u.old_ready, u.id";
+
+impl PgStore {
+    /// Keys whose head (the earliest unfinished delivery of the line) has failed at least once,
+    /// per subscriber. Reads the unfinished ordered rows (the line index), once per scrape.
+    async fn blocked_keys_inner(&self) -> Result<Vec<(SubscriberId, u64)>, StoreError> {
+        let t = &self.inner.target;
+        let client = self.inner.conn().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT h.subscriber, count(*) FILTER (WHERE h.attempts > 0) FROM (
+                   SELECT DISTINCT ON (subscriber, ordering_key) subscriber, attempts
+                   FROM herald_deliveries
+                   WHERE ordering_key IS NOT NULL AND status < 2
+                   ORDER BY subscriber, ordering_key, accept_seq
+                 ) h GROUP BY h.subscriber",
+            )
+            .await
+            .map_err(|e| db(t, e))?;
+        let rows = client.query(&stmt, &[]).await.map_err(|e| db(t, e))?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                let sub: String = row.get(0);
+                let n: i64 = row.get(1);
+                SubscriberId::new(&sub)
+                    .ok()
+                    .map(|s| (s, u64::try_from(n).unwrap_or(0)))
+            })
+            .collect())
+    }
+}
 
 impl PgStore {
     async fn claim_inner(
@@ -453,12 +489,26 @@ impl DeliveryStore for PgStore {
         self.claim_inner(request).await
     }
 
+    async fn blocked_keys(&self) -> Result<Vec<(SubscriberId, u64)>, StoreError> {
+        self.blocked_keys_inner().await
+    }
+
     async fn next_due(&self, subscriber: &SubscriberId) -> Result<Option<UnixMillis>, StoreError> {
         let t = &self.inner.target;
         let client = self.inner.conn().await?;
         let stmt = client
             .prepare_cached(
-                "SELECT min(ready_at) FROM herald_deliveries WHERE subscriber = $1 AND status < 2",
+                "SELECT min(d.ready_at) FROM herald_deliveries d
+                 WHERE d.subscriber = $1 AND d.status < 2
+                   AND (d.ordering_key IS NULL OR d.status = 1 OR (
+                     NOT EXISTS (
+                       SELECT 1 FROM herald_deliveries p
+                       WHERE p.subscriber = d.subscriber AND p.ordering_key = d.ordering_key
+                         AND p.status < 2 AND p.accept_seq < d.accept_seq)
+                     AND NOT EXISTS (
+                       SELECT 1 FROM herald_deliveries p
+                       WHERE p.subscriber = d.subscriber AND p.ordering_key = d.ordering_key
+                         AND p.status = 1)))",
             )
             .await
             .map_err(|e| db(t, e))?;

@@ -5,8 +5,8 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use herald_core::{
-    AuthConfig, EventFilter, RateLimitConfig, RetryPolicy, SecurityPolicy, SigningScheme,
-    SubscriberConfig, ThrottleConfig,
+    AuthConfig, EventFilter, OrderingMode, RateLimitConfig, RetryPolicy, SecurityPolicy,
+    SigningScheme, SubscriberConfig, ThrottleConfig,
 };
 
 use crate::support::{assert_has, load_sub_with, sub_err, sub_err_with, sub_ok, Fixture, MINIMAL};
@@ -814,4 +814,23 @@ fn every_duration_is_bounded() {
             sub_err(&text, key, &format!("must be at most {bound}"));
         }
     }
+}
+
+#[test]
+fn ordering_is_none_by_default_per_key_when_asked_and_checked() {
+    assert_eq!(sub_ok(MINIMAL).ordering, OrderingMode::None);
+    assert_eq!(
+        sub_ok(&with("ordering = \"per_key\"\n")).ordering,
+        OrderingMode::PerKey
+    );
+    assert_eq!(
+        sub_ok(&with("ordering = \"none\"\n")).ordering,
+        OrderingMode::None
+    );
+    sub_err(
+        &with("ordering = \"fifo\"\n"),
+        "ordering",
+        "expected \"per_key\" or \"none\"",
+    );
+    sub_err(&with("ordering = 1\n"), "ordering", "");
 }

@@ -119,6 +119,9 @@ impl DeliveryStore for FaultyStore {
     async fn all_counts(&self) -> Result<Vec<(SubscriberId, QueueCounts)>, StoreError> {
         self.inner.all_counts().await
     }
+    async fn blocked_keys(&self) -> Result<Vec<(SubscriberId, u64)>, StoreError> {
+        self.inner.blocked_keys().await
+    }
     async fn set_paused(
         &self,
         subscriber: &SubscriberId,

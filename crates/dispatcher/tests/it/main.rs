@@ -15,6 +15,7 @@ mod concurrency;
 mod dead_letter;
 mod idle;
 mod isolation;
+mod ordering;
 mod pause;
 mod rate_limit;
 mod reload;

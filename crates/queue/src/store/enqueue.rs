@@ -109,6 +109,11 @@ impl SledStore {
                         attempts: 0,
                         fresh: true,
                     },
+                    event
+                        .ordered_for
+                        .contains(sub)
+                        .then_some(event.ordering_key.as_deref())
+                        .flatten(),
                 );
             }
         }

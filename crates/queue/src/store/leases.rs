@@ -75,20 +75,7 @@ impl SledStore {
                 }
             }
         }
-        let popped: Vec<((u64, DeliveryId), Ready)> = {
-            let mut ready = state.ready.lock();
-            let mut popped = Vec::with_capacity(room.min(ready.len()));
-            while popped.len() < room {
-                match ready.first_key_value() {
-                    Some((&(due, _), _)) if due <= now.0 => {}
-                    _ => break,
-                }
-                if let Some(entry) = ready.pop_first() {
-                    popped.push(entry);
-                }
-            }
-            popped
-        };
+        let popped: Vec<((u64, DeliveryId), Ready)> = state.ready.lock().pop_due(now.0, room);
         let mut rest = popped.into_iter();
         while let Some(((due, id), entry)) = rest.next() {
             match self.claim_one(subscriber, &state, id, entry, request, None) {
@@ -97,8 +84,10 @@ impl SledStore {
                 Err(e) => {
                     // Nothing was changed for this one or the rest: give them back.
                     let mut ready = state.ready.lock();
-                    ready.insert((due, id), entry);
-                    ready.extend(rest);
+                    ready.give_back(due, id, entry);
+                    for ((due, id), entry) in rest {
+                        ready.give_back(due, id, entry);
+                    }
                     if claimed.is_empty() {
                         return Err(e);
                     }
@@ -303,6 +292,7 @@ impl SledStore {
         self.write_finished(id, &mut row, Status::Dead, now.0, false)?;
         state.transition(was, Status::Dead);
         self.commit.request();
+        state.finish_line(id);
         Ok(())
     }
 
@@ -312,6 +302,7 @@ impl SledStore {
         let due = state
             .ready
             .lock()
+            .due
             .first_key_value()
             .map(|(&(due, _), _)| due);
         let expiry = state
@@ -349,7 +340,7 @@ impl SledStore {
         let state = self.subscribers.get_or_create(&row.subscriber);
         state.leases.lock().remove(&(until, id));
         state.transition(Status::InFlight, Status::Pending);
-        state.make_ready(due.0, id, row.ready());
+        state.make_ready(due.0, id, row.ready(), row.ordering_key.as_deref());
         Ok(row.subscriber)
     }
 }

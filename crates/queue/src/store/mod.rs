@@ -499,6 +499,16 @@ impl DeliveryStore for SledStore {
         Ok(self.all_counts_sync())
     }
 
+    async fn blocked_keys(&self) -> Result<Vec<(SubscriberId, u64)>, StoreError> {
+        // Maintained by every transition of an ordered delivery: no scan.
+        Ok(self
+            .subscribers
+            .all()
+            .into_iter()
+            .map(|(id, state)| (id, state.ready.lock().blocked()))
+            .collect())
+    }
+
     async fn set_paused(
         &self,
         subscriber: &SubscriberId,

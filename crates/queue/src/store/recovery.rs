@@ -68,11 +68,11 @@ impl SledStore {
                         .insert(&key, row.encode())
                         .map_err(error::backend)?;
                     state.add(Status::Pending);
-                    state.make_ready(row.due, id, row.ready());
+                    state.make_ready(row.due, id, row.ready(), row.ordering_key.as_deref());
                 }
                 Status::Pending => {
                     state.add(Status::Pending);
-                    state.make_ready(row.due, id, row.ready());
+                    state.make_ready(row.due, id, row.ready(), row.ordering_key.as_deref());
                 }
                 finished => state.add(finished),
             }

@@ -68,7 +68,7 @@ impl SledStore {
         self.write_delivery(id, &row)?;
         let state = self.subscribers.get_or_create(&row.subscriber);
         state.transition(was, Status::Pending);
-        state.make_ready(row.due, id, row.ready());
+        state.make_ready(row.due, id, row.ready(), row.ordering_key.as_deref());
         // Index entries go after the state change. If removing them fails they are merely
         // stale, which every reader tolerates.
         for key in [
@@ -135,17 +135,19 @@ impl SledStore {
             Outcome::Delivered => {
                 self.write_finished(id, &mut row, Status::Delivered, ended, indexed)?;
                 state.transition(Status::InFlight, Status::Delivered);
+                state.finish_line(id);
             }
             Outcome::Dead => {
                 self.write_finished(id, &mut row, Status::Dead, ended, indexed)?;
                 state.transition(Status::InFlight, Status::Dead);
+                state.finish_line(id);
             }
             Outcome::RetryAt(due) => {
                 row.status = Status::Pending;
                 row.due = due.0;
                 self.write_delivery(id, &row)?;
                 state.transition(Status::InFlight, Status::Pending);
-                state.make_ready(due.0, id, row.ready());
+                state.make_ready(due.0, id, row.ready(), row.ordering_key.as_deref());
             }
         }
         stripe.leased.remove(&id);

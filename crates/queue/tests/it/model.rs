@@ -1,5 +1,10 @@
 //! Model-based property test: random operation sequences against a real store and a plain
 //! in-memory model of the state machine, compared after every step (including reopens).
+//!
+//! Events may carry an ordering key (SPEC §9), ordered for `s0` and `s1` (never `s2`): the
+//! model claims an ordered delivery only when no earlier delivery of its line (same subscriber
+//! and key, by acceptance order = delivery id order) is unfinished and none of the line is in
+//! flight.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -23,6 +28,7 @@ enum Op {
         subs: Vec<usize>,
         at: u64,
         key: Option<u8>,
+        okey: Option<u8>,
     },
     Claim {
         sub: usize,
@@ -54,8 +60,9 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (proptest::collection::vec(0..3usize, 0..3), 0..100u64, proptest::option::of(0..4u8))
-            .prop_map(|(subs, at, key)| Op::Enqueue { subs, at, key }),
+        4 => (proptest::collection::vec(0..3usize, 0..3), 0..100u64, proptest::option::of(0..4u8),
+              proptest::option::of(0..2u8))
+            .prop_map(|(subs, at, key, okey)| Op::Enqueue { subs, at, key, okey }),
         4 => (0..3usize, 0..200u64, 0..4usize).prop_map(|(sub, now, max)| Op::Claim { sub, now, max }),
         4 => (any::<usize>(), 0..3u8, 0..200u64).prop_map(|(pick, outcome, at)| Op::Finish { pick, outcome, at }),
         1 => (any::<usize>(), 0..200u64).prop_map(|(pick, due)| Op::Release { pick, due }),
@@ -77,6 +84,8 @@ struct ModelDelivery {
     /// Delivered or dead: when (attempt start + duration, never before `created`).
     finished_at: u64,
     payload: String,
+    /// The ordering key, when ordered for this subscriber.
+    okey: Option<u8>,
 }
 
 #[derive(Debug, Default)]
@@ -93,6 +102,25 @@ impl Model {
             .filter(|(_, d)| d.status == status)
             .map(|(id, _)| *id)
             .collect()
+    }
+
+    /// Whether `id` may be claimed by its line: keyless, or first unfinished of its line and
+    /// nothing of the line in flight (itself aside).
+    fn head_ok(&self, id: DeliveryId) -> bool {
+        let d = &self.deliveries[&id];
+        let Some(k) = d.okey else {
+            return true;
+        };
+        self.deliveries.iter().all(|(other, o)| {
+            *other == id
+                || o.sub != d.sub
+                || o.okey != Some(k)
+                || match o.status {
+                    DeliveryStatus::InFlight => false,
+                    DeliveryStatus::Pending => *other > id,
+                    _ => true,
+                }
+        })
     }
 
     fn counts(&self, sub: usize) -> QueueCounts {
@@ -130,7 +158,12 @@ fn pick(ids: &[DeliveryId], n: usize) -> Option<DeliveryId> {
 fn apply(store: &mut Option<Store>, dir: &std::path::Path, model: &mut Model, op: &Op) {
     let s = store.as_ref().unwrap();
     match op {
-        Op::Enqueue { subs, at, key } => {
+        Op::Enqueue {
+            subs,
+            at,
+            key,
+            okey,
+        } => {
             let mut unique: Vec<usize> = Vec::new();
             for x in subs {
                 if !unique.contains(x) {
@@ -144,8 +177,8 @@ fn apply(store: &mut Option<Store>, dir: &std::path::Path, model: &mut Model, op
                 subscribers: unique.iter().map(|i| subscriber(*i)).collect(),
                 idempotency_key: key.map(|k| format!("key-{k}")),
                 received_at: UnixMillis(*at),
-                ordering_key: None,
-                ordered_for: Vec::new(),
+                ordering_key: okey.map(|k| format!("line-{k}")),
+                ordered_for: vec![subscriber(0), subscriber(1)],
                 traceparent: None,
             };
             let r = s.enqueue(vec![e]).unwrap().remove(0);
@@ -171,6 +204,7 @@ fn apply(store: &mut Option<Store>, dir: &std::path::Path, model: &mut Model, op
                         created: *at,
                         finished_at: 0,
                         payload: payload.clone(),
+                        okey: okey.filter(|_| *i < 2),
                     },
                 );
             }
@@ -179,8 +213,11 @@ fn apply(store: &mut Option<Store>, dir: &std::path::Path, model: &mut Model, op
             let mut due: Vec<(u64, DeliveryId)> = model
                 .deliveries
                 .iter()
-                .filter(|(_, d)| {
-                    d.sub == *sub && d.status == DeliveryStatus::Pending && d.due <= *now
+                .filter(|(id, d)| {
+                    d.sub == *sub
+                        && d.status == DeliveryStatus::Pending
+                        && d.due <= *now
+                        && model.head_ok(**id)
                 })
                 .map(|(id, d)| (d.due, *id))
                 .collect();
@@ -330,10 +367,10 @@ fn check(store: &Store, model: &Model) {
         // The earliest pending due time, or a lease's end.
         let next = model
             .deliveries
-            .values()
-            .filter(|d| d.sub == i)
-            .filter_map(|d| match d.status {
-                DeliveryStatus::Pending => Some(d.due),
+            .iter()
+            .filter(|(_, d)| d.sub == i)
+            .filter_map(|(id, d)| match d.status {
+                DeliveryStatus::Pending if model.head_ok(*id) => Some(d.due),
                 DeliveryStatus::InFlight => Some(LEASE_END),
                 _ => None,
             })
@@ -417,6 +454,7 @@ fn a_clock_step_back_never_purges_a_live_idempotency_key() {
             subs: vec![1],
             at: 16,
             key: Some(3),
+            okey: None,
         },
         Op::Claim {
             sub: 1,
@@ -433,6 +471,7 @@ fn a_clock_step_back_never_purges_a_live_idempotency_key() {
             subs: vec![],
             at: 0,
             key: Some(3),
+            okey: None,
         },
     ]);
 }
