@@ -133,6 +133,7 @@ async fn execute(args: &ClientArgs, command: Command) -> anyhow::Result<Value> {
                 .await
         }
         Command::Subscribers => api.call(Method::GET, "/v1/subscribers", None).await,
+        Command::Cluster => api.call(Method::GET, "/v1/cluster", None).await,
         Command::Redrive { subscriber } => {
             api.call(
                 Method::POST,
@@ -200,7 +201,9 @@ async fn execute(args: &ClientArgs, command: Command) -> anyhow::Result<Value> {
             };
             api.call(Method::GET, &path, None).await
         }
-        Command::Run(_) | Command::Check(_) => bail!("not a client command"),
+        Command::Run(_) | Command::Check(_) | Command::Migrate(_) => {
+            bail!("not a client command")
+        }
     }
 }
 

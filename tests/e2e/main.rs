@@ -8,6 +8,7 @@ mod harness;
 
 mod admin;
 mod check;
+mod cluster;
 mod crash;
 mod disk_full;
 mod errors;

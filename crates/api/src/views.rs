@@ -1,7 +1,7 @@
 //! JSON shapes of the admin API. Built from core/dispatcher types; nothing secret is reachable
 //! from here (subscriber views carry id, url, events and live figures only).
 
-use herald_core::{AttemptRecord, DeliveryDetails, DeliveryRecord, UnixMillis};
+use herald_core::{AttemptRecord, DeliveryDetails, DeliveryRecord, NodeInfo, UnixMillis};
 use herald_dispatcher::SubscriberStats;
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
@@ -109,6 +109,26 @@ impl From<&SubscriberStats> for SubscriberView {
             pending: s.counts.pending,
             delivered: s.counts.delivered,
             dead: s.counts.dead,
+        }
+    }
+}
+
+/// One node in `GET /v1/cluster`.
+#[derive(Debug, Serialize)]
+pub(crate) struct NodeView {
+    id: String,
+    started_at: String,
+    last_seen: String,
+    in_flight: u64,
+}
+
+impl From<&NodeInfo> for NodeView {
+    fn from(n: &NodeInfo) -> Self {
+        Self {
+            id: n.id.clone(),
+            started_at: rfc3339(n.started_at),
+            last_seen: rfc3339(n.last_seen),
+            in_flight: n.in_flight,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The runtime state of one subscriber: its current settings, flow-control counters and
 //! metric handles. Each subscriber has its own locks; nothing here is shared across subscribers.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -97,6 +97,14 @@ pub(crate) struct Subscriber {
     /// Serializes re-reads of the stored pause (see the dispatcher's listener).
     pub(crate) pause_refresh: tokio::sync::Mutex<()>,
     pub(crate) metrics: SubscriberMetrics,
+    /// Cluster mode: the throttle and the rate limit are the cluster's (see `crate::cluster`).
+    pub(crate) clustered: bool,
+    /// Cluster mode: outcomes not yet sent to the cluster's throttle (successes, failures).
+    pub(crate) unsent_outcomes: Mutex<(u32, u32)>,
+    /// Cluster mode: the cluster's failure share, as `f64` bits.
+    pub(crate) cluster_error_rate: AtomicU64,
+    /// Cluster mode: rate-limit tokens taken from the cluster's bucket and not yet spent.
+    pub(crate) rate_tokens: AtomicU32,
 }
 
 impl Subscriber {
@@ -104,6 +112,7 @@ impl Subscriber {
         settings: Arc<Settings>,
         paused: Option<String>,
         stop: CancellationToken,
+        clustered: bool,
     ) -> Arc<Self> {
         let id = settings.config.id.clone();
         let max = settings.config.max_in_flight;
@@ -119,6 +128,10 @@ impl Subscriber {
             wake: Notify::new(),
             stop,
             pause_refresh: tokio::sync::Mutex::new(()),
+            clustered,
+            unsent_outcomes: Mutex::new((0, 0)),
+            cluster_error_rate: AtomicU64::new(0f64.to_bits()),
+            rate_tokens: AtomicU32::new(0),
         })
     }
 
@@ -137,6 +150,14 @@ impl Subscriber {
             );
             t.limit()
         };
+        // Cluster mode: the cluster's limit, clamped to the new maximum until the next step.
+        let limit = if self.clustered {
+            self.effective_limit()
+                .min(settings.config.max_in_flight)
+                .max(1)
+        } else {
+            limit
+        };
         *self.settings.write() = settings;
         self.effective_limit.store(limit, Ordering::Release);
         self.wake.notify_one();
@@ -151,11 +172,36 @@ impl Subscriber {
     }
 
     pub(crate) fn error_rate(&self) -> f64 {
+        if self.clustered {
+            return f64::from_bits(self.cluster_error_rate.load(Ordering::Acquire));
+        }
         self.throttle.lock().error_rate(Instant::now())
     }
 
-    /// Feeds one attempt's outcome to the throttle.
+    /// Sets the effective limit the cluster's throttle answered (cluster mode).
+    pub(crate) fn set_cluster_limit(&self, limit: u32, error_rate: f64) {
+        let limit = limit.clamp(1, self.settings().config.max_in_flight.max(1));
+        self.cluster_error_rate
+            .store(error_rate.to_bits(), Ordering::Release);
+        let before = self.effective_limit.swap(limit, Ordering::AcqRel);
+        if before != limit {
+            tracing::info!(subscriber = %self.id, from = before, to = limit, "effective concurrency limit changed (cluster-wide)");
+            self.wake.notify_one();
+        }
+    }
+
+    /// Feeds one attempt's outcome to the throttle: the local one, or (cluster mode) the
+    /// counts sent to the cluster's throttle at its next step.
     pub(crate) fn record_outcome(&self, success: bool) {
+        if self.clustered {
+            let mut unsent = self.unsent_outcomes.lock();
+            if success {
+                unsent.0 = unsent.0.saturating_add(1);
+            } else {
+                unsent.1 = unsent.1.saturating_add(1);
+            }
+            return;
+        }
         let limit = self.throttle.lock().record(success, Instant::now());
         let before = self.effective_limit.swap(limit, Ordering::AcqRel);
         if before != limit {

@@ -10,6 +10,7 @@
 mod harness;
 mod receiver;
 
+mod cluster;
 mod concurrency;
 mod dead_letter;
 mod idle;
