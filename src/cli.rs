@@ -82,6 +82,15 @@ pub(crate) enum Command {
     ///
     /// Example: herald check -c config/herald.toml
     Check(ConfigArgs),
+    /// Create or migrate the PostgreSQL schema (`[storage] engine = "postgres"`) and exit; a
+    /// schema newer than this binary is an error.
+    ///
+    /// Example: herald migrate -c config/herald.toml
+    Migrate(ConfigArgs),
+    /// List the cluster's nodes seen in the last 30 s (one node with sled), as JSON.
+    ///
+    /// Example: herald cluster
+    Cluster,
     /// Send one event (payload from --data, --file, or stdin).
     ///
     /// Example: herald send -e PROCESS_STATE_FINISHED -d '{"processId":"42"}' --subscriber acme

@@ -88,7 +88,8 @@ fn human(command: &Command, answer: &Value) -> (String, Option<String>) {
         Command::Send(_) => (views::sent(answer), None),
         Command::Redrive { .. } => (views::redriven(answer), None),
         Command::Pause { .. } | Command::Resume { .. } => (views::paused_or_resumed(answer), None),
-        Command::Run(_) | Command::Check(_) => (answer.to_string(), None),
+        Command::Cluster => (views::cluster(answer, now, width), None),
+        Command::Run(_) | Command::Check(_) | Command::Migrate(_) => (answer.to_string(), None),
     }
 }
 
@@ -201,6 +202,7 @@ async fn execute(args: &ClientArgs, command: &Command) -> anyhow::Result<Answer>
                 .await
         }
         Command::Subscribers => api.call(Method::GET, "/v1/subscribers", None).await,
+        Command::Cluster => api.call(Method::GET, "/v1/cluster", None).await,
         Command::Redrive { subscriber } => {
             api.call(
                 Method::POST,
@@ -264,7 +266,9 @@ async fn execute(args: &ClientArgs, command: &Command) -> anyhow::Result<Answer>
             };
             api.call(Method::GET, &path, None).await
         }
-        Command::Run(_) | Command::Check(_) => bail!("not a client command"),
+        Command::Run(_) | Command::Check(_) | Command::Migrate(_) => {
+            bail!("not a client command")
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! `herald run` and `herald check`.
 //!
-//! Start-up order: config → metrics recorder → store (sled) → HTTP client → dispatcher → API.
+//! Start-up order: config → metrics recorder → store (sled, or PostgreSQL as a cluster node) →
+//! HTTP client → dispatcher → API (→ heartbeat, with PostgreSQL).
 //! Shutdown order (SIGTERM/SIGINT): stop intake (503) → drain in-flight attempts within
 //! `[shutdown] grace` → release what is left → flush the store → stop the HTTP server → exit 0.
 
@@ -12,8 +13,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use herald_api::{ApiOptions, ApiState, ReloadFn};
-use herald_config::HeraldConfig;
-use herald_core::{AuthConfig, DeliveryStore, DisplayUrl, SigningScheme, UnixMillis};
+use herald_config::{HeraldConfig, StorageEngine};
+use herald_core::{
+    AuthConfig, ClusterState, DeliveryStore, DisplayUrl, SigningScheme, UnixMillis,
+};
 use herald_delivery::HttpClient;
 use herald_dispatcher::Dispatcher;
 use herald_queue::{SledOptions, SledStore};
@@ -54,13 +57,16 @@ async fn serve(config: HeraldConfig) -> anyhow::Result<()> {
             None
         }
     };
-    let store = SledStore::open(&config.storage.path, SledOptions::default())
-        .with_context(|| format!("opening the store at {}", config.storage.path.display()))?;
-    let store: Arc<dyn DeliveryStore> = Arc::new(store);
+    let (store, cluster) = open_store(&config).await?;
     let client = HttpClient::new(config.security).context("building the HTTP client")?;
-    let dispatcher = Dispatcher::start(Arc::clone(&store), client, config.subscribers.clone())
-        .await
-        .context("starting the dispatcher")?;
+    let dispatcher = Dispatcher::start_with_cluster(
+        Arc::clone(&store),
+        client,
+        config.subscribers.clone(),
+        cluster.clone(),
+    )
+    .await
+    .context("starting the dispatcher")?;
 
     let reload = reload_fn(&config, dispatcher.clone());
     let state = ApiState::new(
@@ -84,13 +90,17 @@ async fn serve(config: HeraldConfig) -> anyhow::Result<()> {
     );
     tracing::info!(
         %listen,
-        store = %config.storage.path.display(),
+        store = %store_text(&config),
+        node_id = cluster.as_ref().map(|c| c.node_id()),
         subscribers = config.subscribers.len(),
         version = env!("CARGO_PKG_VERSION"),
         "herald is running"
     );
 
     let purge = tokio::spawn(purge_loop(Arc::clone(&store), config.storage.retention));
+    let heartbeat = cluster
+        .clone()
+        .map(|c| tokio::spawn(heartbeat_loop(c, dispatcher.clone())));
     let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut terminate =
         signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -113,6 +123,9 @@ async fn serve(config: HeraldConfig) -> anyhow::Result<()> {
     state.stop_intake();
     let report = dispatcher.shutdown(config.shutdown.grace).await;
     purge.abort();
+    if let Some(h) = heartbeat {
+        h.abort();
+    }
     if let Err(e) = store.sync().await {
         tracing::error!(error = %e, "final flush failed");
     }
@@ -124,6 +137,106 @@ async fn serve(config: HeraldConfig) -> anyhow::Result<()> {
     }
     tracing::info!(drained = report.drained, "herald stopped");
     Ok(())
+}
+
+/// The configured engine: sled (one node), or PostgreSQL (a node of the cluster on that
+/// database, which is also the cluster state).
+async fn open_store(
+    config: &HeraldConfig,
+) -> anyhow::Result<(Arc<dyn DeliveryStore>, Option<Arc<dyn ClusterState>>)> {
+    match config.storage.engine {
+        StorageEngine::Sled => {
+            let store = SledStore::open(&config.storage.path, SledOptions::default())
+                .with_context(|| {
+                    format!("opening the store at {}", config.storage.path.display())
+                })?;
+            Ok((Arc::new(store), None))
+        }
+        StorageEngine::Postgres => {
+            let url = config
+                .storage
+                .url
+                .as_ref()
+                .context("[storage] url is required with engine = \"postgres\"")?;
+            let mut options =
+                herald_postgres::PgOptions::new(url.expose()).pool_size(config.storage.pool_size);
+            if let Some(id) = &config.cluster.node_id {
+                options = options.node_id(id.clone());
+            }
+            // The error names the host and database, never the password.
+            let store = herald_postgres::PgStore::connect(options)
+                .await
+                .map_err(|e| anyhow::anyhow!("opening the PostgreSQL store: {e}"))?;
+            let store = Arc::new(store);
+            let cluster: Arc<dyn ClusterState> = store.clone();
+            Ok((store, Some(cluster)))
+        }
+    }
+}
+
+/// Where the store is, for logs and `herald check`: the sled path, or the database's host,
+/// port and name (never the user or password).
+fn store_text(config: &HeraldConfig) -> String {
+    match config.storage.engine {
+        StorageEngine::Sled => config.storage.path.display().to_string(),
+        StorageEngine::Postgres => format!(
+            "postgres {}",
+            config.storage.database_target().unwrap_or_default()
+        ),
+    }
+}
+
+/// How often this node's heartbeat row is written.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+
+/// Writes this node's heartbeat (with its in-flight count) every 5 s.
+async fn heartbeat_loop(cluster: Arc<dyn ClusterState>, dispatcher: Dispatcher) {
+    let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = cluster.heartbeat(dispatcher.local_in_flight()).await {
+            tracing::warn!(error = %e, "node heartbeat failed");
+        }
+    }
+}
+
+/// `herald migrate`: creates or migrates the PostgreSQL schema and exits.
+pub(crate) fn migrate(args: &ConfigArgs) -> ExitCode {
+    let config = match herald_config::load(&args.config) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{}: configuration is invalid:", args.config.display());
+            eprintln!("{errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let url = match (config.storage.engine, &config.storage.url) {
+        (StorageEngine::Postgres, Some(url)) => url.clone(),
+        _ => {
+            return crate::print_out(
+                "[storage] engine is sled: there is no schema to migrate (sled's format is upgraded when the store is opened)",
+            );
+        }
+    };
+    let target = config.storage.database_target().unwrap_or_default();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("herald: cannot start a runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(herald_postgres::migrate(url.expose())) {
+        Ok(version) => crate::print_out(&format!("postgres {target}: schema at version {version}")),
+        Err(e) => {
+            eprintln!("herald: migrate: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Re-reads the subscriber folder and applies it; errors keep the running configuration.
@@ -148,7 +261,8 @@ async fn purge_loop(store: Arc<dyn DeliveryStore>, retention: Duration) {
     loop {
         tick.tick().await;
         let cutoff = UnixMillis::now().minus(retention);
-        // The store purges in bounded chunks and never stalls the runtime (see the engine).
+        // The store purges in bounded chunks and never stalls the runtime; with PostgreSQL,
+        // one node at a time purges (the engine takes an advisory lock).
         match store.purge(cutoff).await {
             Ok(stats) if stats.deliveries + stats.events + stats.idempotency_keys > 0 => {
                 tracing::info!(
@@ -190,11 +304,24 @@ fn summary(config: &HeraldConfig, path: &Path) -> String {
         out,
         "listen {}, store {}, retention {}, {} subscriber(s) from {}",
         config.server.listen,
-        config.storage.path.display(),
+        store_text(config),
         humanize(config.storage.retention),
         config.subscribers.len(),
         config.subscribers_dir.display()
     );
+    if config.storage.engine == StorageEngine::Postgres {
+        let _ = writeln!(
+            out,
+            "cluster: engine postgres, database {}, pool_size {}, node_id {}",
+            config.storage.database_target().unwrap_or_default(),
+            config.storage.pool_size,
+            config
+                .cluster
+                .node_id
+                .as_deref()
+                .unwrap_or("(host name + process id)"),
+        );
+    }
     for s in &config.subscribers {
         let auth = match &s.auth {
             AuthConfig::None => "none".to_owned(),

@@ -39,6 +39,10 @@ fn main() -> ExitCode {
             }
         }
         cli::Command::Check(args) => daemon::check(&args),
+        cli::Command::Migrate(args) => {
+            logging::init(cli::LogFormat::Text);
+            daemon::migrate(&args)
+        }
         command => client::run(&cli.client, command),
     }
 }

@@ -192,6 +192,37 @@ pub(crate) fn paused_or_resumed(answer: &Value) -> String {
 }
 
 /// A scalar as text: strings without quotes, `-` for null or absent.
+/// `herald cluster`: the nodes seen in the last 30 s.
+pub(crate) fn cluster(answer: &Value, now: OffsetDateTime, width: Option<usize>) -> String {
+    let mut table = Table::new(&["NODE", "UP", "LAST SEEN", "IN FLIGHT"])
+        .right(1)
+        .right(2)
+        .right(3);
+    for n in answer["nodes"].as_array().into_iter().flatten() {
+        table.row(vec![
+            text(&n["id"]),
+            since(&n["started_at"], now),
+            since(&n["last_seen"], now).replace("now", "just now"),
+            text(&n["in_flight"]),
+        ]);
+    }
+    table.render(width)
+}
+
+/// How long ago an RFC 3339 instant was: `3m12s`, `now` within a second, `-` when absent.
+fn since(v: &Value, now: OffsetDateTime) -> String {
+    let Some(at) = v.as_str() else {
+        return "-".to_owned();
+    };
+    match OffsetDateTime::parse(at, &Rfc3339) {
+        Ok(at) => match (now - at).whole_seconds() {
+            s if s <= 0 => "now".to_owned(),
+            s => age(s.unsigned_abs()),
+        },
+        Err(_) => at.to_owned(),
+    }
+}
+
 fn text(v: &Value) -> String {
     match v {
         Value::Null => "-".to_owned(),
@@ -284,6 +315,22 @@ mod tests {
             "ID    IN FLIGHT/LIMIT/MAX  ERROR RATE  QUEUED  DEAD  OLDEST PENDING  PAUSED\n\
              acme           12/250/500       12.5%    3400     2           3m12s  no\n\
              beta              0/10/10        0.0%       0     0               -  yes: maintenance until 14:00\n"
+        );
+    }
+
+    #[test]
+    fn cluster_table_shows_each_node() {
+        let answer = json!({"nodes": [
+            {"id": "herald-a", "started_at": "2026-12-03T09:00:00Z",
+             "last_seen": "2026-12-03T09:59:58Z", "in_flight": 120},
+            {"id": "herald-b", "started_at": "2026-12-03T09:56:48Z",
+             "last_seen": "2026-12-03T10:00:00Z", "in_flight": 0},
+        ]});
+        assert_eq!(
+            cluster(&answer, NOW, None),
+            "NODE         UP  LAST SEEN  IN FLIGHT\n\
+             herald-a  1h00m         2s        120\n\
+             herald-b  3m12s   just now          0\n"
         );
     }
 

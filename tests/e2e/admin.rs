@@ -227,15 +227,27 @@ async fn subscriber_fields_and_no_secrets_anywhere() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_pagination_retry_and_redrive() {
+    dead_letters_pagination_retry_and_redrive_on(Config::default()).await;
+}
+
+/// The same on PostgreSQL (the engine is a parameter of the harness).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_pagination_retry_and_redrive_on_postgres() {
+    let Some(db) = crate::harness::TestDb::create().await else {
+        return;
+    };
+    dead_letters_pagination_retry_and_redrive_on(Config::default().postgres(&db.url, None)).await;
+}
+
+async fn dead_letters_pagination_retry_and_redrive_on(base: Config) {
     let rx = Receiver::start_with(Mode::Status(500)).await;
     let h = Herald::start(
-        Config::default()
-            .sub(
-                Sub::new("dl", &rx.url("/dl"))
-                    .attempts(2)
-                    .intervals("50ms", "50ms"),
-            )
-            .sub(Sub::new("ok", &rx.url("/ok")).events(&["NONE"])),
+        base.sub(
+            Sub::new("dl", &rx.url("/dl"))
+                .attempts(2)
+                .intervals("50ms", "50ms"),
+        )
+        .sub(Sub::new("ok", &rx.url("/ok")).events(&["NONE"])),
     )
     .await;
     let events: Vec<Value> = (0..7)

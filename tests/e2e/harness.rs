@@ -583,6 +583,22 @@ pub struct Config {
     pub subs: Vec<Sub>,
     /// Extra environment for the daemon.
     pub env: Vec<(String, String)>,
+    /// The storage engine (sled by default).
+    pub engine: Engine,
+}
+
+/// The storage engine a test daemon runs on.
+#[derive(Debug, Clone, Default)]
+pub enum Engine {
+    /// sled in the test's temp dir.
+    #[default]
+    Sled,
+    /// PostgreSQL: `url` is given to the daemon through `HERALD_DATABASE_URL` (so the password
+    /// is never in the config file), with an optional `[cluster] node_id`.
+    Postgres {
+        url: String,
+        node_id: Option<String>,
+    },
 }
 
 impl Default for Config {
@@ -596,6 +612,7 @@ impl Default for Config {
             storage: "data".to_owned(),
             subs: Vec::new(),
             env: Vec::new(),
+            engine: Engine::Sled,
         }
     }
 }
@@ -621,6 +638,23 @@ impl Config {
         r.clone_into(&mut self.retention);
         self
     }
+    /// Runs on PostgreSQL at `url` (a node of the cluster on that database).
+    pub fn postgres(mut self, url: &str, node_id: Option<&str>) -> Self {
+        self.engine = Engine::Postgres {
+            url: url.to_owned(),
+            node_id: node_id.map(str::to_owned),
+        };
+        self
+    }
+    /// The same config for another node: a new port, its own node id.
+    pub fn another_node(&self, node_id: &str) -> Self {
+        let mut c = self.clone();
+        c.port = free_port();
+        if let Engine::Postgres { node_id: id, .. } = &mut c.engine {
+            *id = Some(node_id.to_owned());
+        }
+        c
+    }
 
     pub fn render_daemon(&self) -> String {
         let token = self
@@ -628,11 +662,22 @@ impl Config {
             .as_ref()
             .map(|t| format!("api_token = {t:?}\n"))
             .unwrap_or_default();
+        let (engine, cluster) = match &self.engine {
+            Engine::Sled => (String::new(), String::new()),
+            Engine::Postgres { node_id, .. } => (
+                "engine = \"postgres\"\nurl = \"${HERALD_DATABASE_URL}\"\npool_size = 8\n"
+                    .to_owned(),
+                node_id
+                    .as_ref()
+                    .map(|id| format!("\n[cluster]\nnode_id = {id:?}\n"))
+                    .unwrap_or_default(),
+            ),
+        };
         format!(
             "subscribers_dir = \"subscribers\"\n\n[server]\nlisten = \"127.0.0.1:{port}\"\n{token}\
-             max_payload_bytes = {max}\n\n[storage]\npath = {storage:?}\nretention = {retention:?}\n\n\
+             max_payload_bytes = {max}\n\n[storage]\n{engine}path = {storage:?}\nretention = {retention:?}\n\n\
              [security]\nallow_http = true\nallow_private_networks = true\n\n\
-             [shutdown]\ngrace = {grace:?}\n",
+             [shutdown]\ngrace = {grace:?}\n{cluster}",
             port = self.port,
             max = self.max_payload_bytes,
             storage = self.storage,
@@ -726,11 +771,11 @@ impl Herald {
     }
 
     async fn spawn_and_wait(&mut self) {
-        self.child = Some(spawn_run(
-            &self.config_path,
-            &self.log_path,
-            &self.config.env,
-        ));
+        let mut env = self.config.env.clone();
+        if let Engine::Postgres { url, .. } = &self.config.engine {
+            env.push(("HERALD_DATABASE_URL".to_owned(), url.clone()));
+        }
+        self.child = Some(spawn_run(&self.config_path, &self.log_path, &env));
         let until = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(r) = self.http.get(self.url("/healthz")).send().await {
@@ -794,6 +839,14 @@ impl Herald {
 
     pub fn sighup(&self) {
         self.signal("HUP");
+    }
+
+    pub fn sigstop(&self) {
+        self.signal("STOP");
+    }
+
+    pub fn sigcont(&self) {
+        self.signal("CONT");
     }
 
     /// SIGKILL and reap.
@@ -1013,4 +1066,206 @@ pub fn receipt_ids(receipt: &Value) -> Vec<(String, String)> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL
+
+/// The server the PostgreSQL tests use (`HERALD_TEST_DATABASE_URL`). Unset: `None` and a
+/// loud note on stderr, unless `CI` is set, where it is a failure (never a silent skip).
+pub fn test_database_url() -> Option<String> {
+    match std::env::var("HERALD_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "HERALD_TEST_DATABASE_URL is not set, and CI is: the PostgreSQL tests must run"
+            );
+            eprintln!(
+                "SKIPPED: HERALD_TEST_DATABASE_URL is not set; this PostgreSQL test did not run"
+            );
+            None
+        }
+    }
+}
+
+/// `url` with its database name replaced by `db`.
+pub fn with_database(url: &str, db: &str) -> String {
+    let mut u = url::Url::parse(url).expect("HERALD_TEST_DATABASE_URL is a postgres:// URL");
+    u.set_path(&format!("/{db}"));
+    u.to_string()
+}
+
+async fn admin_exec(url: &str, sql: &str) -> Result<(), tokio_postgres::Error> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    let driver = tokio::spawn(conn);
+    let r = client.batch_execute(sql).await;
+    drop(client);
+    let _ = driver.await;
+    r
+}
+
+/// A fresh database for one test (`herald_e2e_<random>`), dropped at the end.
+pub struct TestDb {
+    pub admin_url: String,
+    pub name: String,
+    /// The new database's URL.
+    pub url: String,
+}
+
+impl TestDb {
+    /// `None` when no server is configured (see [`test_database_url`]).
+    pub async fn create() -> Option<Self> {
+        let admin_url = test_database_url()?;
+        let name = format!("herald_e2e_{:016x}", Rng::seeded().next_u64());
+        admin_exec(&admin_url, &format!("CREATE DATABASE {name}"))
+            .await
+            .expect("CREATE DATABASE on HERALD_TEST_DATABASE_URL");
+        let url = with_database(&admin_url, &name);
+        Some(Self {
+            admin_url,
+            name,
+            url,
+        })
+    }
+
+    /// Runs SQL in the test database.
+    pub async fn exec(&self, sql: &str) {
+        admin_exec(&self.url, sql)
+            .await
+            .expect("SQL in the test database");
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let admin = self.admin_url.clone();
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        // Drop runs inside the test's runtime: a thread with its own.
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                let _ = rt.block_on(admin_exec(&admin, &sql));
+            }
+        })
+        .join();
+    }
+}
+
+/// A PostgreSQL server of the test's own (initdb on a temp dir, a free port), for tests that
+/// stop and start it. As root, it runs as the `postgres` user (PostgreSQL refuses root).
+pub struct OwnPostgres {
+    bin: PathBuf,
+    dir: PathBuf,
+    pub port: u16,
+}
+
+impl OwnPostgres {
+    fn as_pg(&self, program: &str) -> Command {
+        let is_root = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+            .unwrap_or(false);
+        let exe = self.bin.join(program);
+        if is_root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(exe);
+            c
+        } else {
+            Command::new(exe)
+        }
+    }
+
+    /// initdb and start; panics (with the reason) when PostgreSQL's binaries are missing.
+    pub fn start_new() -> Self {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL installed under /usr/lib/postgresql (scripts/test installs it)")
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|b| b.join("initdb").exists())
+            .max()
+            .expect("initdb under /usr/lib/postgresql/*/bin");
+        let dir = tempfile::Builder::new()
+            .prefix("herald-e2e-pg")
+            .tempdir_in("/tmp")
+            .expect("temp dir")
+            .keep();
+        let _ = Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(&dir)
+            .status();
+        let pg = Self {
+            bin,
+            dir,
+            port: free_port(),
+        };
+        let out = pg
+            .as_pg("initdb")
+            .arg("-D")
+            .arg(pg.dir.join("data"))
+            .args([
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-instructions",
+            ])
+            .output()
+            .expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        pg.start();
+        pg
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    pub fn start(&self) {
+        let out = self
+            .as_pg("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .arg("-l")
+            .arg(self.dir.join("log"))
+            .args(["-w", "-t", "60", "-o"])
+            .arg(format!(
+                "-p {} -k {} -c listen_addresses=127.0.0.1",
+                self.port,
+                self.dir.display()
+            ))
+            .arg("start")
+            .output()
+            .expect("run pg_ctl start");
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+        );
+    }
+
+    pub fn stop(&self) {
+        let _ = self
+            .as_pg("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-m", "fast", "-w", "stop"])
+            .output();
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

@@ -26,18 +26,30 @@ fn looks_rfc3339(s: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payload_bytes_headers_and_fan_out() {
+    payload_bytes_headers_and_fan_out_on(Config::default()).await;
+}
+
+/// The same on PostgreSQL (the engine is a parameter of the harness).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payload_bytes_headers_and_fan_out_on_postgres() {
+    let Some(db) = crate::harness::TestDb::create().await else {
+        return;
+    };
+    payload_bytes_headers_and_fan_out_on(Config::default().postgres(&db.url, None)).await;
+}
+
+async fn payload_bytes_headers_and_fan_out_on(base: Config) {
     let rx = Receiver::start_with(crate::harness::Mode::Status(204)).await;
     let h = Herald::start(
-        Config::default()
-            .sub(
-                Sub::new("a", &rx.url("/a"))
-                    .events(&["ORDER_CREATED"])
-                    .extra(&format!(
+        base.sub(
+            Sub::new("a", &rx.url("/a"))
+                .events(&["ORDER_CREATED"])
+                .extra(&format!(
                     "[signing]\nscheme = \"standard-webhooks\"\nsecret = \"whsec_{SECRET_B64}\"\n"
                 )),
-            )
-            .sub(Sub::new("b", &rx.url("/b")).events(&["*"]))
-            .sub(Sub::new("c", &rx.url("/c")).events(&["OTHER", "ORDER_DELETED"])),
+        )
+        .sub(Sub::new("b", &rx.url("/b")).events(&["*"]))
+        .sub(Sub::new("c", &rx.url("/c")).events(&["OTHER", "ORDER_DELETED"])),
     )
     .await;
 

@@ -9,6 +9,7 @@ mod harness;
 mod admin;
 mod check;
 mod cli;
+mod cluster;
 mod console;
 mod crash;
 mod disk_full;

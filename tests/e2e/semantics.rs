@@ -64,9 +64,22 @@ async fn redirects_and_dropped_connections_fail_retry_after_is_honoured() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gone_pauses_the_subscriber_until_resumed() {
+    gone_pauses_the_subscriber_until_resumed_on(Config::default()).await;
+}
+
+/// The same on PostgreSQL (the engine is a parameter of the harness).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gone_pauses_the_subscriber_until_resumed_on_postgres() {
+    let Some(db) = crate::harness::TestDb::create().await else {
+        return;
+    };
+    gone_pauses_the_subscriber_until_resumed_on(Config::default().postgres(&db.url, None)).await;
+}
+
+async fn gone_pauses_the_subscriber_until_resumed_on(base: Config) {
     let rx = Receiver::start_with(Mode::Status(410)).await;
     let mut h = Herald::start(
-        Config::default().sub(
+        base.sub(
             Sub::new("g", &rx.url("/g"))
                 .attempts(2)
                 .intervals("50ms", "50ms"),
@@ -201,8 +214,24 @@ async fn timed_out_attempts_never_overlap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_keys_survive_sigkill_and_work_within_a_batch() {
+    idempotency_keys_survive_sigkill_and_work_within_a_batch_on(Config::default()).await;
+}
+
+/// The same on PostgreSQL (the engine is a parameter of the harness).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_survive_sigkill_and_work_within_a_batch_on_postgres() {
+    let Some(db) = crate::harness::TestDb::create().await else {
+        return;
+    };
+    idempotency_keys_survive_sigkill_and_work_within_a_batch_on(
+        Config::default().postgres(&db.url, None),
+    )
+    .await;
+}
+
+async fn idempotency_keys_survive_sigkill_and_work_within_a_batch_on(base: Config) {
     let rx = Receiver::start().await;
-    let mut h = Herald::start(Config::default().sub(Sub::new("i", &rx.url("/i")))).await;
+    let mut h = Herald::start(base.sub(Sub::new("i", &rx.url("/i")))).await;
     let ev = json!({"event_type": "X", "payload": {"v": 1}, "idempotency_key": "survivor"});
     let first = h.ingest(&ev).await;
     h.sigkill();

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::views::{DeliveryView, SubscriberView};
+use crate::views::{DeliveryView, NodeView, SubscriberView};
 use crate::ApiState;
 
 /// Default and largest page size of `GET /v1/deliveries`.
@@ -45,6 +45,15 @@ pub(crate) async fn list_subscribers(
 ) -> Result<Json<Vec<SubscriberView>>, ApiError> {
     let stats = state.inner.dispatcher.stats().await?;
     Ok(Json(stats.iter().map(SubscriberView::from).collect()))
+}
+
+/// `GET /v1/cluster`: the nodes seen in the last 30 s (without a cluster, this node alone).
+pub(crate) async fn cluster(
+    State(state): State<ApiState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let nodes = state.inner.dispatcher.nodes().await?;
+    let nodes: Vec<NodeView> = nodes.iter().map(NodeView::from).collect();
+    Ok(Json(json!({ "nodes": nodes })))
 }
 
 /// `GET /v1/subscribers/{id}`.

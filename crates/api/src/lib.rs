@@ -9,6 +9,7 @@
 //! | GET | `/v1/deliveries/{id}`, `/v1/deliveries?…` | a delivery with attempts; a page |
 //! | POST | `/v1/deliveries/{id}/retry` | a dead delivery back to pending |
 //! | POST | `/v1/reload` | re-read the subscriber folder |
+//! | GET | `/v1/cluster` | the nodes seen in the last 30 s (one without a cluster) |
 //! | GET | `/healthz`, `/readyz`, `/metrics` | probes, Prometheus text |
 //! | GET/POST | `/console/…` | the operator console (HTML; its own sign-in, see `console`) |
 //!
@@ -178,6 +179,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/deliveries/{id}", get(admin::get_delivery))
         .route("/v1/deliveries/{id}/retry", post(admin::retry_delivery))
         .route("/v1/reload", post(admin::reload))
+        .route("/v1/cluster", get(admin::cluster))
         .route("/metrics", get(metrics::render))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()

@@ -2,7 +2,8 @@
 //! from here (subscriber views carry id, url, events and live figures only).
 
 use herald_core::{
-    AttemptRecord, DeliveryDetails, DeliveryRecord, DisplayUrl, EventDetails, UnixMillis,
+    AttemptRecord, DeliveryDetails, DeliveryRecord, DisplayUrl, EventDetails, NodeInfo,
+    UnixMillis,
 };
 use herald_dispatcher::SubscriberStats;
 use serde::Serialize;
@@ -161,6 +162,26 @@ impl From<&EventDetails> for EventView {
                     status: d.status.as_str(),
                 })
                 .collect(),
+        }
+    }
+}
+
+/// One node in `GET /v1/cluster`.
+#[derive(Debug, Serialize)]
+pub(crate) struct NodeView {
+    id: String,
+    started_at: String,
+    last_seen: String,
+    in_flight: u64,
+}
+
+impl From<&NodeInfo> for NodeView {
+    fn from(n: &NodeInfo) -> Self {
+        Self {
+            id: n.id.clone(),
+            started_at: rfc3339(n.started_at),
+            last_seen: rfc3339(n.last_seen),
+            in_flight: n.in_flight,
         }
     }
 }

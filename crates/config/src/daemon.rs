@@ -11,7 +11,7 @@ use toml::Value;
 
 use crate::env::{expand_table, Env};
 use crate::error::{ConfigError, ConfigErrors, Report};
-use crate::raw::{parse, RawDaemon, RawSecret, RawServer, RawShutdown, RawStorage};
+use crate::raw::{parse, RawCluster, RawDaemon, RawSecret, RawServer, RawShutdown, RawStorage};
 use crate::subscriber::load_dir;
 use crate::values::{duration, quote, DurationBounds, Zero};
 
@@ -26,6 +26,12 @@ pub const DEFAULT_SUBSCRIBERS_DIR: &str = "subscribers";
 pub const DEFAULT_STORAGE_PATH: &str = "data/herald";
 /// `[storage] retention` when none is given (7 days).
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// `[storage] pool_size` when none is given (postgres).
+pub const DEFAULT_POOL_SIZE: usize = 16;
+/// The largest `[storage] pool_size`.
+pub const MAX_POOL_SIZE: usize = 1_000;
+/// The longest `[cluster] node_id`.
+pub const MAX_NODE_ID_LEN: usize = 64;
 /// `[shutdown] grace` when none is given.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 
@@ -44,6 +50,8 @@ pub struct HeraldConfig {
     pub security: SecurityPolicy,
     /// `[shutdown]`.
     pub shutdown: ShutdownConfig,
+    /// `[cluster]` (postgres only).
+    pub cluster: ClusterConfig,
     /// The subscriber folder, resolved against the daemon file's folder (pass it to
     /// [`crate::load_subscribers`] on reload).
     pub subscribers_dir: PathBuf,
@@ -65,13 +73,85 @@ pub struct ServerConfig {
     pub max_payload_bytes: usize,
 }
 
+/// `[storage] engine`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StorageEngine {
+    /// sled in `[storage] path`: one node, nothing to install (the default).
+    #[default]
+    Sled,
+    /// PostgreSQL at `[storage] url`: every daemon on one database is a node of one cluster.
+    Postgres,
+}
+
+impl StorageEngine {
+    /// The name as written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sled => "sled",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
 /// `[storage]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StorageConfig {
+    /// Which engine (default sled).
+    pub engine: StorageEngine,
     /// The sled directory, resolved against the daemon file's folder when relative.
     pub path: PathBuf,
+    /// The database URL (postgres; required there). A [`Secret`]: it may hold a password.
+    pub url: Option<Secret>,
+    /// Connections in the database pool (postgres; default 16, 1..=1000).
+    pub pool_size: usize,
     /// How long delivered and dead records and attempt history are kept (default 7 days).
     pub retention: Duration,
+}
+
+impl StorageConfig {
+    /// Where the database is, for messages and `herald check`: `host:port/database` from the
+    /// URL, never the user or password. `None` for sled.
+    pub fn database_target(&self) -> Option<String> {
+        self.url.as_ref().map(|u| database_target(u.expose()))
+    }
+}
+
+/// `host:port/database` of a `postgres://` URL (or of a `key=value` connection string), with
+/// no user, password or parameters.
+pub fn database_target(url: &str) -> String {
+    if let Ok(parsed) = url::Url::parse(url) {
+        let host = parsed.host_str().unwrap_or("localhost");
+        let port = parsed.port().unwrap_or(5432);
+        let db = parsed.path().trim_start_matches('/');
+        return if db.is_empty() {
+            format!("{host}:{port}")
+        } else {
+            format!("{host}:{port}/{db}")
+        };
+    }
+    let mut host = "localhost";
+    let mut port = "5432";
+    let mut db = "";
+    for pair in url.split_whitespace() {
+        match pair.split_once('=') {
+            Some(("host", v)) => host = v,
+            Some(("port", v)) => port = v,
+            Some(("dbname", v)) => db = v,
+            _ => {}
+        }
+    }
+    if db.is_empty() {
+        format!("{host}:{port}")
+    } else {
+        format!("{host}:{port}/{db}")
+    }
+}
+
+/// `[cluster]`: this node (postgres only).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClusterConfig {
+    /// This node's id; `None`: the host name and process id.
+    pub node_id: Option<String>,
 }
 
 /// `[shutdown]`.
@@ -126,7 +206,8 @@ pub(crate) fn load(path: &Path, env: Env<'_>) -> Result<HeraldConfig, ConfigErro
         let server = server(raw.server, &mut report);
         let storage = storage(raw.storage, base, &mut report);
         let shutdown = shutdown(raw.shutdown, &mut report);
-        server.zip(storage).zip(shutdown)
+        let cluster = cluster(raw.cluster, storage.as_ref(), &mut report);
+        server.zip(storage).zip(shutdown).zip(cluster)
     } else {
         None
     };
@@ -145,7 +226,7 @@ pub(crate) fn load(path: &Path, env: Env<'_>) -> Result<HeraldConfig, ConfigErro
 
     match (daemon, subscribers_dir, subscribers) {
         (
-            Some(((server, storage), shutdown)),
+            Some((((server, storage), shutdown), cluster)),
             Some(subscribers_dir),
             Some((subscribers, warnings)),
         ) if errors.is_empty() => Ok(HeraldConfig {
@@ -154,6 +235,7 @@ pub(crate) fn load(path: &Path, env: Env<'_>) -> Result<HeraldConfig, ConfigErro
             storage,
             security,
             shutdown,
+            cluster,
             subscribers_dir,
             subscribers,
             warnings,
@@ -275,10 +357,128 @@ fn storage(raw: RawStorage, base: &Path, report: &mut Report<'_>) -> Option<Stor
             DurationBounds::RETENTION,
         ),
     );
+    let engine = match raw.engine.as_deref().map(str::trim) {
+        None | Some("sled") => Some(StorageEngine::Sled),
+        Some("postgres") => Some(StorageEngine::Postgres),
+        Some(other) => {
+            report.error(
+                "storage.engine",
+                format!(
+                    "\"{}\" is not an engine; use \"sled\" (the default) or \"postgres\"",
+                    quote(other)
+                ),
+            );
+            None
+        }
+    };
+    let url = match (engine, raw.url) {
+        (_, Some(RawSecret(url))) => report
+            .check("storage.url", check_database_url(&url))
+            .map(|()| Some(Secret::new(url))),
+        (Some(StorageEngine::Postgres), None) => {
+            report.error(
+                "storage.url",
+                "is required with engine = \"postgres\", e.g. url = \"${HERALD_DATABASE_URL}\"",
+            );
+            None
+        }
+        (_, None) => Some(None),
+    };
+    let url = match (engine, url) {
+        (Some(StorageEngine::Sled), Some(Some(_))) => {
+            report.error(
+                "storage.url",
+                "applies to engine = \"postgres\" only; set engine = \"postgres\" or remove it",
+            );
+            None
+        }
+        (_, url) => url,
+    };
+    let pool_size = match raw.pool_size {
+        None => Some(DEFAULT_POOL_SIZE),
+        Some(n) => report.check(
+            "storage.pool_size",
+            usize::try_from(n)
+                .ok()
+                .filter(|n| (1..=MAX_POOL_SIZE).contains(n))
+                .ok_or_else(|| format!("must be between 1 and {MAX_POOL_SIZE} (got {n})")),
+        ),
+    };
     Some(StorageConfig {
+        engine: engine?,
         path: path?,
+        url: url?,
+        pool_size: pool_size?,
         retention: retention?,
     })
+}
+
+/// A database URL's shape, without repeating it (it may hold a password).
+fn check_database_url(url: &str) -> Result<(), String> {
+    let url = url.trim();
+    if url.is_empty() {
+        return Err("is empty; give a postgres://user:password@host:5432/dbname URL".to_owned());
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return match url::Url::parse(url) {
+            Ok(u) if u.host_str().is_some_and(|h| !h.is_empty()) => Ok(()),
+            _ => Err(
+                "is not a valid postgres://user:password@host:5432/dbname URL (value not shown: it may hold a password)"
+                    .to_owned(),
+            ),
+        };
+    }
+    if url.contains('=') {
+        // A key=value connection string (host=… dbname=…).
+        return Ok(());
+    }
+    Err(
+        "is not a database URL; expected postgres://user:password@host:5432/dbname (value not shown: it may hold a password)"
+            .to_owned(),
+    )
+}
+
+fn cluster(
+    raw: Option<RawCluster>,
+    storage: Option<&StorageConfig>,
+    report: &mut Report<'_>,
+) -> Option<ClusterConfig> {
+    let Some(raw) = raw else {
+        return Some(ClusterConfig::default());
+    };
+    if storage.is_some_and(|s| s.engine != StorageEngine::Postgres) {
+        report.error(
+            "cluster",
+            "applies to [storage] engine = \"postgres\" only; remove it or set the engine",
+        );
+        return None;
+    }
+    let node_id = match raw.node_id {
+        None => None,
+        Some(id) => Some(report.check("cluster.node_id", check_node_id(&id).map(|()| id))?),
+    };
+    Some(ClusterConfig { node_id })
+}
+
+/// 1..=64 characters of `A-Z a-z 0-9 . _ -`.
+fn check_node_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > MAX_NODE_ID_LEN {
+        return Err(format!(
+            "must be 1 to {MAX_NODE_ID_LEN} characters (got {})",
+            id.chars().count()
+        ));
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "\"{}\" has {:?}; use letters, digits, '.', '_' and '-'",
+            quote(id),
+            c
+        ));
+    }
+    Ok(())
 }
 
 fn shutdown(raw: RawShutdown, report: &mut Report<'_>) -> Option<ShutdownConfig> {

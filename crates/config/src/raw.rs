@@ -30,6 +30,7 @@ pub(crate) struct RawDaemon {
     pub(crate) security: RawSecurity,
     #[serde(default)]
     pub(crate) shutdown: RawShutdown,
+    pub(crate) cluster: Option<RawCluster>,
 }
 
 /// `[server]`.
@@ -45,8 +46,18 @@ pub(crate) struct RawServer {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a [storage] table")]
 pub(crate) struct RawStorage {
+    pub(crate) engine: Option<String>,
     pub(crate) path: Option<String>,
+    pub(crate) url: Option<RawSecret>,
+    pub(crate) pool_size: Option<i64>,
     pub(crate) retention: Option<RawDuration>,
+}
+
+/// `[cluster]` (postgres only).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [cluster] table")]
+pub(crate) struct RawCluster {
+    pub(crate) node_id: Option<String>,
 }
 
 /// `[security]`.

@@ -33,6 +33,7 @@
 //! ```
 
 mod attempt;
+mod cluster;
 mod pump;
 mod subscriber;
 mod throttle;
@@ -42,10 +43,9 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use herald_core::{
-    DeliveryId, DeliveryRecord, DeliveryStore, DisplayUrl, EnqueueReceipt, NewEvent,
-    OrderingMode, QueueCounts,
-    ReplayRequest, ReplayResult, StoreError, StoreListener, SubscriberConfig, SubscriberId,
-    UnixMillis,
+    ClusterState, DeliveryId, DeliveryRecord, DeliveryStore, DisplayUrl, EnqueueReceipt,
+    NewEvent, NodeInfo, OrderingMode, QueueCounts, ReplayRequest, ReplayResult, StoreError,
+    StoreListener, SubscriberConfig, SubscriberId, UnixMillis,
 };
 use herald_delivery::{DeliveryError, HttpClient};
 use parking_lot::RwLock;
@@ -162,6 +162,11 @@ impl Routes {
 /// State shared by the dispatcher handle, pumps and attempt tasks.
 pub(crate) struct Shared {
     pub(crate) store: Arc<dyn DeliveryStore>,
+    /// The cluster the store is shared with (a shared engine), or `None` (one node).
+    pub(crate) cluster: Option<Arc<dyn ClusterState>>,
+    /// This node's id and start time, for `GET /v1/cluster` without a cluster.
+    node_id: String,
+    started_at: UnixMillis,
     client: HttpClient,
     subscribers: RwLock<BTreeMap<SubscriberId, Arc<Subscriber>>>,
     routes: RwLock<Arc<Routes>>,
@@ -190,18 +195,39 @@ pub struct Dispatcher {
 impl Dispatcher {
     /// Builds every subscriber's endpoint, restores persisted pauses, registers itself as the
     /// store's listener and starts one pump per subscriber on the current tokio runtime.
+    /// One node: [`Dispatcher::start_with_cluster`] with no cluster.
     pub async fn start(
         store: Arc<dyn DeliveryStore>,
         client: HttpClient,
         subscribers: Vec<SubscriberConfig>,
+    ) -> Result<Self, DispatchError> {
+        Self::start_with_cluster(store, client, subscribers, None).await
+    }
+
+    /// [`Dispatcher::start`] on a store shared by a cluster: with `Some(cluster)`, each
+    /// subscriber's rate limit and error-rate throttle are the cluster's (see the `cluster`
+    /// module), its `in_flight` figure is the store's cluster-wide count, and
+    /// [`Dispatcher::nodes`] lists the cluster's nodes. With `None`, behaviour is exactly
+    /// [`Dispatcher::start`]'s.
+    pub async fn start_with_cluster(
+        store: Arc<dyn DeliveryStore>,
+        client: HttpClient,
+        subscribers: Vec<SubscriberConfig>,
+        cluster: Option<Arc<dyn ClusterState>>,
     ) -> Result<Self, DispatchError> {
         let settings = subscribers
             .into_iter()
             .map(|c| Settings::build(c, &client))
             .collect::<Result<Vec<_>, _>>()?;
         let paused: HashMap<SubscriberId, String> = store.paused().await?.into_iter().collect();
+        let node_id = cluster
+            .as_ref()
+            .map_or_else(local_node_id, |c| c.node_id().to_owned());
         let shared = Arc::new(Shared {
             store,
+            cluster,
+            node_id,
+            started_at: UnixMillis::now(),
             client,
             subscribers: RwLock::new(BTreeMap::new()),
             routes: RwLock::new(Arc::new(Routes::default())),
@@ -223,12 +249,34 @@ impl Dispatcher {
             shared: Arc::downgrade(&dispatcher.shared),
             runtime: tokio::runtime::Handle::current(),
         }));
+        if let Some(cluster) = dispatcher.shared.cluster.clone() {
+            // Every subscriber's limit from the cluster before the first claims go far.
+            let subs: Vec<Arc<Subscriber>> = dispatcher
+                .shared
+                .subscribers
+                .read()
+                .values()
+                .cloned()
+                .collect();
+            for sub in &subs {
+                cluster::sync_one(sub, cluster.as_ref()).await;
+            }
+            tokio::spawn(cluster::sync_throttles(
+                Arc::clone(&dispatcher.shared),
+                cluster,
+            ));
+        }
         dispatcher.report_orphans().await;
         Ok(dispatcher)
     }
 
     fn spawn_subscriber(&self, settings: Arc<Settings>, paused: Option<String>) -> Arc<Subscriber> {
-        let sub = Subscriber::new(settings, paused, self.shared.stop.child_token());
+        let sub = Subscriber::new(
+            settings,
+            paused,
+            self.shared.stop.child_token(),
+            self.shared.cluster.is_some(),
+        );
         self.shared
             .tasks
             .spawn(pump::run(Arc::clone(&sub), Arc::clone(&self.shared)));
@@ -348,6 +396,36 @@ impl Dispatcher {
         Ok(result)
     }
 
+    /// Requests this node has in flight now, over every subscriber (its heartbeat figure).
+    pub fn local_in_flight(&self) -> u64 {
+        self.shared
+            .subscribers
+            .read()
+            .values()
+            .map(|s| u64::from(s.in_flight()))
+            .sum()
+    }
+
+    /// The cluster this dispatcher runs in, if any.
+    pub fn cluster(&self) -> Option<&Arc<dyn ClusterState>> {
+        self.shared.cluster.as_ref()
+    }
+
+    /// The nodes for `GET /v1/cluster`: the cluster's nodes seen in the last 30 s, or this
+    /// node alone without a cluster.
+    pub async fn nodes(&self) -> Result<Vec<NodeInfo>, DispatchError> {
+        let now = UnixMillis::now();
+        match &self.shared.cluster {
+            Some(cluster) => Ok(cluster.nodes(now).await?),
+            None => Ok(vec![NodeInfo {
+                id: self.shared.node_id.clone(),
+                started_at: self.shared.started_at,
+                last_seen: now,
+                in_flight: self.local_in_flight(),
+            }]),
+        }
+    }
+
     /// Whether `id` is a configured subscriber.
     pub fn contains(&self, id: &str) -> bool {
         self.get(id).is_ok()
@@ -373,13 +451,19 @@ impl Dispatcher {
     async fn stats_of_sub(&self, sub: &Subscriber) -> Result<SubscriberStats, DispatchError> {
         let counts = self.shared.store.counts(&sub.id).await?;
         let settings = sub.settings();
+        // Cluster mode: the store's leased rows, on every node (the same on each).
+        let in_flight = if self.shared.cluster.is_some() {
+            u32::try_from(counts.in_flight).unwrap_or(u32::MAX)
+        } else {
+            sub.in_flight()
+        };
         Ok(SubscriberStats {
             id: sub.id.clone(),
             url: DisplayUrl::new(&settings.config.url),
             events: settings.config.events.to_vec(),
             max_in_flight: settings.config.max_in_flight,
             effective_limit: sub.effective_limit(),
-            in_flight: sub.in_flight(),
+            in_flight,
             error_rate: sub.error_rate(),
             paused_reason: sub.paused_reason(),
             counts,
@@ -520,6 +604,17 @@ impl StoreListener for Listener {
             }
         });
     }
+}
+
+/// This process's node id without a cluster: the host name and the process id.
+fn local_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "local".to_owned());
+    format!("{host}-{}", std::process::id())
 }
 
 /// `a, b, c` for a log line.

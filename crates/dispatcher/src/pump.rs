@@ -9,8 +9,9 @@
 //! 3. **claim** due deliveries from the store, within the effective limit as the claim's `cap`
 //!    (the store counts the subscriber's unexpired leases, on every node); each claim is a
 //!    lease with a token the attempt presents with its outcome;
-//! 4. **rate limit**: wait for the subscriber's governor limiter, if any (one claim at a time
-//!    then, so nothing sits leased while it waits);
+//! 4. **rate limit**: wait for the subscriber's governor limiter, if any, or in cluster mode for
+//!    a token of the cluster-wide bucket (one claim at a time then, so nothing sits leased
+//!    while it waits);
 //! 5. **attempt** (see [`crate::attempt`]): HTTP with the per-attempt timeout, then the outcome,
 //!    the retry schedule and the throttle feedback.
 //!
@@ -23,6 +24,7 @@ use std::time::Duration;
 use herald_core::{ClaimRequest, UnixMillis};
 
 use crate::attempt;
+use crate::cluster;
 use crate::subscriber::Subscriber;
 use crate::Shared;
 
@@ -42,8 +44,10 @@ fn claim_step(limit: u32) -> u32 {
 }
 
 /// A lease outlasts the attempt's longest possible duration (timeout, token fetch, 401 resend)
-/// by this much, so a slow attempt is never handed out twice.
-pub(crate) const LEASE_MARGIN: Duration = Duration::from_secs(30);
+/// by this much, so a slow attempt is never handed out twice. It also bounds how long the
+/// deliveries of a node killed with leases out wait before another node sends them (SPEC §8),
+/// so it is kept to what the recording of an outcome needs, with room to spare.
+pub(crate) const LEASE_MARGIN: Duration = Duration::from_secs(10);
 
 /// Pause before trying again after a storage error.
 const STORE_ERROR_BACKOFF: Duration = Duration::from_secs(1);
@@ -75,7 +79,8 @@ pub(crate) async fn run(sub: Arc<Subscriber>, shared: Arc<Shared>) {
             continue;
         }
         let settings = sub.settings();
-        let room = if settings.limiter.is_some() {
+        let rate_limited = settings.limiter.is_some() || settings.config.rate_limit.is_some();
+        let room = if rate_limited {
             1
         } else {
             (limit - in_flight).min(CLAIM_BATCH)
@@ -127,7 +132,13 @@ pub(crate) async fn run(sub: Arc<Subscriber>, shared: Arc<Shared>) {
         }
         empty_while_due = false;
         for delivery in claimed {
-            if let Some(limiter) = &settings.limiter {
+            if let (Some(cluster), Some(limit)) = (&shared.cluster, settings.config.rate_limit) {
+                // Cluster mode: a token from the cluster-wide bucket.
+                if !cluster::take_token(&sub, cluster.as_ref(), limit).await {
+                    attempt::release(&shared, &delivery).await;
+                    continue;
+                }
+            } else if let Some(limiter) = &settings.limiter {
                 tokio::select! {
                     () = limiter.until_ready() => {}
                     () = sub.stop.cancelled() => {

@@ -1,7 +1,7 @@
 //! The runtime state of one subscriber: its current settings, flow-control counters and
 //! metric handles. Each subscriber has its own locks; nothing here is shared across subscribers.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -9,7 +9,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use herald_core::{SubscriberConfig, SubscriberId};
 use herald_delivery::{Endpoint, HttpClient};
 use metrics::{Counter, Histogram};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -100,6 +100,14 @@ pub(crate) struct Subscriber {
     /// Serializes re-reads of the stored pause (see the dispatcher's listener).
     pub(crate) pause_refresh: tokio::sync::Mutex<()>,
     pub(crate) metrics: SubscriberMetrics,
+    /// Cluster mode: the throttle and the rate limit are the cluster's (see `crate::cluster`).
+    pub(crate) clustered: bool,
+    /// Cluster mode: outcomes not yet sent to the cluster's throttle (successes, failures).
+    pub(crate) unsent_outcomes: Mutex<(u32, u32)>,
+    /// Cluster mode: the cluster's failure share, as `f64` bits.
+    pub(crate) cluster_error_rate: AtomicU64,
+    /// Cluster mode: rate-limit tokens taken from the cluster's bucket and not yet spent.
+    pub(crate) rate_tokens: AtomicU32,
 }
 
 impl Subscriber {
@@ -107,6 +115,7 @@ impl Subscriber {
         settings: Arc<Settings>,
         paused: Option<String>,
         stop: CancellationToken,
+        clustered: bool,
     ) -> Arc<Self> {
         let id = settings.config.id.clone();
         let max = settings.config.max_in_flight;
@@ -121,6 +130,10 @@ impl Subscriber {
             wake: Notify::new(),
             stop,
             pause_refresh: tokio::sync::Mutex::new(()),
+            clustered,
+            unsent_outcomes: Mutex::new((0, 0)),
+            cluster_error_rate: AtomicU64::new(0f64.to_bits()),
+            rate_tokens: AtomicU32::new(0),
         })
     }
 
@@ -130,11 +143,20 @@ impl Subscriber {
 
     /// Swaps in reloaded settings; in-flight attempts keep the settings they started with.
     pub(crate) fn replace_settings(&self, settings: Arc<Settings>) {
-        self.throttle.reconfigure(
-            settings.config.throttle.clone(),
-            settings.config.max_in_flight,
-            Instant::now(),
-        );
+        if self.clustered {
+            // The cluster's limit, clamped to the new maximum until the cluster's next step.
+            let limit = self
+                .effective_limit()
+                .min(settings.config.max_in_flight)
+                .max(1);
+            self.throttle.publish(limit);
+        } else {
+            self.throttle.reconfigure(
+                settings.config.throttle.clone(),
+                settings.config.max_in_flight,
+                Instant::now(),
+            );
+        }
         *self.settings.write() = settings;
         self.wake.notify_one();
     }
@@ -148,11 +170,36 @@ impl Subscriber {
     }
 
     pub(crate) fn error_rate(&self) -> f64 {
+        if self.clustered {
+            return f64::from_bits(self.cluster_error_rate.load(Ordering::Acquire));
+        }
         self.throttle.error_rate(Instant::now())
     }
 
-    /// Feeds one attempt's outcome to the throttle.
+    /// Sets the effective limit the cluster's throttle answered (cluster mode).
+    pub(crate) fn set_cluster_limit(&self, limit: u32, error_rate: f64) {
+        let limit = limit.clamp(1, self.settings().config.max_in_flight.max(1));
+        self.cluster_error_rate
+            .store(error_rate.to_bits(), Ordering::Release);
+        let before = self.throttle.publish(limit);
+        if before != limit {
+            tracing::info!(subscriber = %self.id, from = before, to = limit, "effective concurrency limit changed (cluster-wide)");
+            self.wake.notify_one();
+        }
+    }
+
+    /// Feeds one attempt's outcome to the throttle: the local one, or (cluster mode) the
+    /// counts sent to the cluster's throttle at its next step.
     pub(crate) fn record_outcome(&self, success: bool) {
+        if self.clustered {
+            let mut unsent = self.unsent_outcomes.lock();
+            if success {
+                unsent.0 = unsent.0.saturating_add(1);
+            } else {
+                unsent.1 = unsent.1.saturating_add(1);
+            }
+            return;
+        }
         let (before, limit) = self.throttle.record(success, Instant::now());
         if before != limit {
             tracing::info!(subscriber = %self.id, from = before, to = limit, "effective concurrency limit changed");

@@ -194,6 +194,13 @@ impl SharedThrottle {
         self.published.store(limit, Ordering::Release);
         limit
     }
+
+    /// Cluster mode: publishes the limit the cluster's throttle computed (the local controller
+    /// is not consulted then); returns the limit before. Under the lock, like every publication.
+    pub(crate) fn publish(&self, limit: u32) -> u32 {
+        let _state = self.state.lock();
+        self.published.swap(limit, Ordering::AcqRel)
+    }
 }
 
 #[cfg(test)]

@@ -220,3 +220,103 @@ fn every_duration_is_bounded() {
         }
     }
 }
+
+#[test]
+fn storage_defaults_to_sled_with_no_cluster() {
+    let config = Fixture::new("").load().unwrap();
+    assert_eq!(config.storage.engine, herald_config::StorageEngine::Sled);
+    assert_eq!(config.storage.url, None);
+    assert_eq!(config.storage.pool_size, 16);
+    assert_eq!(config.storage.database_target(), None);
+    assert_eq!(config.cluster.node_id, None);
+}
+
+#[test]
+fn the_spec_cluster_example_loads_and_hides_the_password() {
+    let fixture = Fixture::new(
+        r#"
+[storage]
+engine = "postgres"
+url = "${HERALD_DATABASE_URL}"
+pool_size = 8
+retention = "7d"
+
+[cluster]
+node_id = "herald-a"
+"#,
+    );
+    let config = fixture
+        .load_env(&[(
+            "HERALD_DATABASE_URL",
+            "postgres://herald:pw-MARKER@db.internal:5433/herald",
+        )])
+        .unwrap();
+    assert_eq!(
+        config.storage.engine,
+        herald_config::StorageEngine::Postgres
+    );
+    assert_eq!(
+        config.storage.url.as_ref().unwrap().expose(),
+        "postgres://herald:pw-MARKER@db.internal:5433/herald"
+    );
+    assert_eq!(config.storage.pool_size, 8);
+    assert_eq!(config.cluster.node_id.as_deref(), Some("herald-a"));
+    assert_eq!(
+        config.storage.database_target().as_deref(),
+        Some("db.internal:5433/herald")
+    );
+    assert!(!format!("{config:?}").contains("pw-MARKER"));
+}
+
+#[test]
+fn storage_and_cluster_errors_name_the_key_never_the_url() {
+    for (text, key, fragment) in [
+        ("[storage]\nengine = \"mysql\"\n", "storage.engine", "not an engine"),
+        ("[storage]\nengine = \"postgres\"\n", "storage.url", "required"),
+        (
+            "[storage]\nengine = \"postgres\"\nurl = \"mysql://u:pw-MARKER@h/db\"\n",
+            "storage.url",
+            "not a database URL",
+        ),
+        (
+            "[storage]\nurl = \"postgres://u:pw-MARKER@h/db\"\n",
+            "storage.url",
+            "postgres\" only",
+        ),
+        (
+            "[storage]\nengine = \"postgres\"\nurl = \"postgres://h/db\"\npool_size = 0\n",
+            "storage.pool_size",
+            "between 1 and 1000",
+        ),
+        (
+            "[storage]\nengine = \"postgres\"\nurl = \"postgres://h/db\"\npool_size = 5000\n",
+            "storage.pool_size",
+            "between 1 and 1000",
+        ),
+        (
+            "[storage]\nengine = \"postgres\"\nurl = \"postgres://h/db\"\nhost = \"h\"\n",
+            "storage.host",
+            "unknown key",
+        ),
+        (
+            "[storage]\nengine = \"postgres\"\nurl = \"postgres://h/db\"\n[cluster]\nnode_id = \"a b\"\n",
+            "cluster.node_id",
+            "letters, digits",
+        ),
+        (
+            "[storage]\nengine = \"postgres\"\nurl = \"postgres://h/db\"\n[cluster]\nnode_id = \"\"\n",
+            "cluster.node_id",
+            "1 to 64",
+        ),
+        (
+            "[storage]\nengine = \"postgres\"\nurl = \"postgres://h/db\"\n[cluster]\nzone = \"x\"\n",
+            "cluster.zone",
+            "unknown key",
+        ),
+        ("[cluster]\nnode_id = \"a\"\n", "cluster", "postgres\" only"),
+    ] {
+        let errors = Fixture::new(text).load().unwrap_err();
+        assert_has(&errors, "herald.toml", key, fragment);
+        assert!(!errors.to_string().contains("pw-MARKER"), "{errors}");
+    }
+}

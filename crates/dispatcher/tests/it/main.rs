@@ -11,6 +11,7 @@ mod faulty_store;
 mod harness;
 mod receiver;
 
+mod cluster;
 mod concurrency;
 mod dead_letter;
 mod idle;
