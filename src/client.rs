@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use crate::cli::{ClientArgs, Command, DeliveriesCommand, SendArgs};
+use crate::cli::{ClientArgs, Command, DeliveriesCommand, EventsCommand, ReplayArgs, SendArgs};
 
 pub(crate) fn run(args: &ClientArgs, command: Command) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -117,6 +117,47 @@ fn send_body(args: &SendArgs) -> anyhow::Result<String> {
     Ok(serde_json::to_string(&body)?)
 }
 
+/// A time argument as RFC 3339: given as such (checked), or as a duration before `now`
+/// (`2h`, `30m`, `1d 6h`).
+fn time_arg(flag: &str, raw: &str, now: std::time::SystemTime) -> anyhow::Result<String> {
+    use time::format_description::well_known::Rfc3339;
+    if time::OffsetDateTime::parse(raw, &Rfc3339).is_ok() {
+        return Ok(raw.to_owned());
+    }
+    let ago = humantime::parse_duration(raw).map_err(|_| {
+        anyhow::anyhow!(
+            "{flag} takes an RFC 3339 time (2026-01-31T22:00:00Z) or a duration ago (2h, 30m), not {raw:?}"
+        )
+    })?;
+    let at = now
+        .checked_sub(ago)
+        .with_context(|| format!("{flag} {raw} ago is before 1970"))?;
+    let at = time::OffsetDateTime::from(at);
+    // Whole milliseconds: what the store keeps.
+    let at = at
+        .replace_nanosecond(at.millisecond() as u32 * 1_000_000)
+        .unwrap_or(at);
+    Ok(at.format(&Rfc3339)?)
+}
+
+/// The body of `POST /v1/subscribers/{id}/replay`.
+fn replay_body(args: &ReplayArgs, now: std::time::SystemTime) -> anyhow::Result<Value> {
+    let mut body = json!({
+        "since": time_arg("--since", &args.since, now)?,
+        "dry_run": args.dry_run,
+    });
+    if let Some(u) = &args.until {
+        body["until"] = json!(time_arg("--until", u, now)?);
+    }
+    if !args.status.is_empty() {
+        body["status"] = json!(args.status);
+    }
+    if !args.event_type.is_empty() {
+        body["event_types"] = json!(args.event_type);
+    }
+    Ok(body)
+}
+
 async fn execute(args: &ClientArgs, command: Command) -> anyhow::Result<Value> {
     use reqwest::Method;
     let api = Api {
@@ -200,6 +241,50 @@ async fn execute(args: &ClientArgs, command: Command) -> anyhow::Result<Value> {
             };
             api.call(Method::GET, &path, None).await
         }
+        Command::Events(EventsCommand::Get { id }) => {
+            api.call(Method::GET, &format!("/v1/events/{}", encode(&id)), None)
+                .await
+        }
+        Command::Events(EventsCommand::List {
+            since,
+            until,
+            event_type,
+            limit,
+            cursor,
+        }) => {
+            let now = std::time::SystemTime::now();
+            let mut query = Vec::new();
+            if let Some(s) = since {
+                query.push(format!("since={}", encode(&time_arg("--since", &s, now)?)));
+            }
+            if let Some(u) = until {
+                query.push(format!("until={}", encode(&time_arg("--until", &u, now)?)));
+            }
+            if let Some(t) = event_type {
+                query.push(format!("event_type={}", encode(&t)));
+            }
+            if let Some(l) = limit {
+                query.push(format!("limit={l}"));
+            }
+            if let Some(c) = cursor {
+                query.push(format!("cursor={}", encode(&c)));
+            }
+            let path = if query.is_empty() {
+                "/v1/events".to_owned()
+            } else {
+                format!("/v1/events?{}", query.join("&"))
+            };
+            api.call(Method::GET, &path, None).await
+        }
+        Command::Replay(replay) => {
+            let body = replay_body(&replay, std::time::SystemTime::now())?;
+            api.call(
+                Method::POST,
+                &format!("/v1/subscribers/{}/replay", encode(&replay.subscriber)),
+                Some(body.to_string()),
+            )
+            .await
+        }
         Command::Run(_) | Command::Check(_) => bail!("not a client command"),
     }
 }
@@ -212,6 +297,39 @@ mod tests {
     fn path_segments_are_percent_encoded() {
         assert_eq!(encode("acme-1.eu_x"), "acme-1.eu_x");
         assert_eq!(encode("a/b c"), "a%2Fb%20c");
+    }
+
+    #[test]
+    fn times_are_rfc3339_or_a_duration_ago() {
+        let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        assert_eq!(
+            time_arg("--since", "2h", now).expect("2h ago"),
+            "2027-01-15T06:00:00Z"
+        );
+        assert_eq!(
+            time_arg("--since", "2026-01-31T22:00:00Z", now).expect("rfc 3339"),
+            "2026-01-31T22:00:00Z"
+        );
+        assert!(time_arg("--since", "yesterday-ish", now).is_err());
+    }
+
+    #[test]
+    fn replay_body_has_the_api_field_names() {
+        let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        let args = ReplayArgs {
+            subscriber: "acme".into(),
+            since: "1h".into(),
+            until: None,
+            status: vec!["delivered".into(), "dead".into()],
+            event_type: vec!["A".into()],
+            dry_run: true,
+        };
+        let body = replay_body(&args, now).expect("a body");
+        assert_eq!(
+            body,
+            json!({"since": "2027-01-15T07:00:00Z", "dry_run": true,
+                   "status": ["delivered", "dead"], "event_types": ["A"]})
+        );
     }
 
     #[test]

@@ -58,6 +58,7 @@ async fn serve(config: HeraldConfig) -> anyhow::Result<()> {
     let dispatcher = Dispatcher::start(Arc::clone(&store), client, config.subscribers.clone())
         .await
         .context("starting the dispatcher")?;
+    dispatcher.set_alert_subscriber(config.alerts.subscriber.clone());
 
     let reload = reload_fn(&config, dispatcher.clone());
     let state = ApiState::new(

@@ -553,6 +553,8 @@ pub struct Config {
     pub subs: Vec<Sub>,
     /// Extra environment for the daemon.
     pub env: Vec<(String, String)>,
+    /// Appended to herald.toml verbatim (e.g. an `[alerts]` table).
+    pub daemon_extra: String,
 }
 
 impl Default for Config {
@@ -566,6 +568,7 @@ impl Default for Config {
             storage: "data".to_owned(),
             subs: Vec::new(),
             env: Vec::new(),
+            daemon_extra: String::new(),
         }
     }
 }
@@ -587,6 +590,12 @@ impl Config {
         g.clone_into(&mut self.grace);
         self
     }
+    /// Appends `toml` to herald.toml.
+    pub fn daemon(mut self, toml: &str) -> Self {
+        self.daemon_extra.push_str(toml);
+        self.daemon_extra.push('\n');
+        self
+    }
     pub fn retention(mut self, r: &str) -> Self {
         r.clone_into(&mut self.retention);
         self
@@ -602,7 +611,8 @@ impl Config {
             "subscribers_dir = \"subscribers\"\n\n[server]\nlisten = \"127.0.0.1:{port}\"\n{token}\
              max_payload_bytes = {max}\n\n[storage]\npath = {storage:?}\nretention = {retention:?}\n\n\
              [security]\nallow_http = true\nallow_private_networks = true\n\n\
-             [shutdown]\ngrace = {grace:?}\n",
+             [shutdown]\ngrace = {grace:?}\n\n{extra}",
+            extra = self.daemon_extra,
             port = self.port,
             max = self.max_payload_bytes,
             storage = self.storage,

@@ -7,6 +7,7 @@
 mod harness;
 
 mod admin;
+mod alerts;
 mod check;
 mod crash;
 mod disk_full;
@@ -14,6 +15,7 @@ mod errors;
 mod flapping;
 mod fuzz;
 mod ingest;
+mod ops;
 mod reload;
 mod semantics;
 mod shutdown;

@@ -65,6 +65,8 @@ pub(crate) async fn render(State(state): State<ApiState>) -> Response {
         metrics::gauge!("herald_max_in_flight", "subscriber" => id.clone())
             .set(f64::from(s.max_in_flight));
         metrics::gauge!("herald_error_rate", "subscriber" => id.clone()).set(s.error_rate);
+        metrics::gauge!("herald_oldest_pending_seconds", "subscriber" => id.clone())
+            .set(s.oldest_pending.as_secs_f64());
         metrics::gauge!("herald_paused", "subscriber" => id).set(if s.paused_reason.is_some() {
             1.0
         } else {

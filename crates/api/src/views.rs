@@ -15,7 +15,7 @@ pub(crate) fn rfc3339(t: UnixMillis) -> String {
         .unwrap_or_else(|| t.0.to_string())
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct AttemptView {
     attempt: u32,
     at: String,
@@ -36,12 +36,14 @@ impl From<&AttemptRecord> for AttemptView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct DeliveryView {
     id: String,
     event_id: String,
     subscriber: String,
     event_type: String,
+    /// `pending`, `in_flight`, `delivered` or `dead`.
+    #[schema(value_type = String)]
     status: &'static str,
     attempt_count: u32,
     next_attempt_at: Option<String>,
@@ -75,7 +77,7 @@ impl From<&DeliveryDetails> for DeliveryView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct SubscriberView {
     id: String,
     url: String,
@@ -91,6 +93,8 @@ pub(crate) struct SubscriberView {
     pending: u64,
     delivered: u64,
     dead: u64,
+    /// Age in seconds of the oldest delivery due and not yet sent (0 when none).
+    oldest_pending_seconds: f64,
 }
 
 impl From<&SubscriberStats> for SubscriberView {
@@ -109,6 +113,7 @@ impl From<&SubscriberStats> for SubscriberView {
             pending: s.counts.pending,
             delivered: s.counts.delivered,
             dead: s.counts.dead,
+            oldest_pending_seconds: (s.oldest_pending.as_secs_f64() * 1000.0).round() / 1000.0,
         }
     }
 }

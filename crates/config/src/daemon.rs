@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use herald_core::{Secret, SecurityPolicy, SubscriberConfig};
+use herald_core::{Secret, SecurityPolicy, SubscriberConfig, SubscriberId};
 
 use toml::Value;
 
@@ -44,6 +44,8 @@ pub struct HeraldConfig {
     pub security: SecurityPolicy,
     /// `[shutdown]`.
     pub shutdown: ShutdownConfig,
+    /// `[alerts]`.
+    pub alerts: AlertsConfig,
     /// The subscriber folder, resolved against the daemon file's folder (pass it to
     /// [`crate::load_subscribers`] on reload).
     pub subscribers_dir: PathBuf,
@@ -69,6 +71,13 @@ pub struct StorageConfig {
     pub path: PathBuf,
     /// How long delivered and dead records and attempt history are kept (default 7 days).
     pub retention: Duration,
+}
+
+/// `[alerts]`: where Herald sends its own operator events (SPEC §10).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlertsConfig {
+    /// The configured subscriber that receives `herald.*` events, if any.
+    pub subscriber: Option<SubscriberId>,
 }
 
 /// `[shutdown]`.
@@ -128,17 +137,40 @@ pub(crate) fn load(path: &Path, env: Env<'_>) -> Result<HeraldConfig, ConfigErro
         None
     };
 
-    let mut errors = report.into_errors();
+    let alert_id = raw.alerts.subscriber.as_deref().and_then(|id| {
+        report.check(
+            "alerts.subscriber",
+            SubscriberId::new(id).map_err(|e| e.to_string()),
+        )
+    });
+
+    let mut dir_errors = Vec::new();
     let subscribers =
         subscribers_dir
             .as_deref()
             .and_then(|dir| match load_dir(dir, &security, env) {
                 Ok(subscribers) => Some(subscribers),
                 Err(problems) => {
-                    errors.extend(problems);
+                    dir_errors = problems.into_vec();
                     None
                 }
             });
+    if let (Some(id), Some(subs)) = (&alert_id, &subscribers) {
+        if !subs.iter().any(|s| &s.id == id) {
+            report.error(
+                "alerts.subscriber",
+                format!(
+                    "no subscriber \"{id}\" is configured in {}; add {id}.toml there or fix the id",
+                    subscribers_dir
+                        .as_deref()
+                        .map(|d| d.display().to_string())
+                        .unwrap_or_default()
+                ),
+            );
+        }
+    }
+    let mut errors = report.into_errors();
+    errors.extend(dir_errors);
 
     match (daemon, subscribers_dir, subscribers) {
         (Some(((server, storage), shutdown)), Some(subscribers_dir), Some(subscribers))
@@ -150,6 +182,9 @@ pub(crate) fn load(path: &Path, env: Env<'_>) -> Result<HeraldConfig, ConfigErro
                 storage,
                 security,
                 shutdown,
+                alerts: AlertsConfig {
+                    subscriber: alert_id,
+                },
                 subscribers_dir,
                 subscribers,
             })

@@ -97,8 +97,9 @@ use std::path::Path;
 use herald_core::{SecurityPolicy, SubscriberConfig};
 
 pub use daemon::{
-    HeraldConfig, ServerConfig, ShutdownConfig, StorageConfig, DEFAULT_GRACE, DEFAULT_LISTEN,
-    DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_RETENTION, DEFAULT_STORAGE_PATH, DEFAULT_SUBSCRIBERS_DIR,
+    AlertsConfig, HeraldConfig, ServerConfig, ShutdownConfig, StorageConfig, DEFAULT_GRACE,
+    DEFAULT_LISTEN, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_RETENTION, DEFAULT_STORAGE_PATH,
+    DEFAULT_SUBSCRIBERS_DIR,
 };
 pub use error::{ConfigError, ConfigErrors};
 

@@ -30,6 +30,15 @@ pub(crate) struct RawDaemon {
     pub(crate) security: RawSecurity,
     #[serde(default)]
     pub(crate) shutdown: RawShutdown,
+    #[serde(default)]
+    pub(crate) alerts: RawAlerts,
+}
+
+/// `[alerts]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an [alerts] table")]
+pub(crate) struct RawAlerts {
+    pub(crate) subscriber: Option<String>,
 }
 
 /// `[server]`.

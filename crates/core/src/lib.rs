@@ -28,6 +28,7 @@ pub mod secret;
 pub mod store;
 pub mod subscriber;
 pub mod time;
+pub mod traceparent;
 pub mod webhook_secret;
 
 pub use cluster::{ClusterState, NodeInfo, ThrottleState, NODE_VISIBLE_FOR_MS};
@@ -45,6 +46,7 @@ pub use subscriber::{
     MAX_IN_FLIGHT_LIMIT,
 };
 pub use time::UnixMillis;
+pub use traceparent::Traceparent;
 
 /// `herald/<version>`, sent as `user-agent` on every delivery.
 pub const USER_AGENT: &str = concat!("herald/", env!("CARGO_PKG_VERSION"));

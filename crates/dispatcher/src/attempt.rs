@@ -6,6 +6,7 @@ use herald_core::{AttemptRecord, ClaimedDelivery, Outcome, StoreError, UnixMilli
 use herald_delivery::{retry, AttemptRequest, AttemptResult, Verdict};
 use tracing::Instrument;
 
+use crate::alerts::Alerts;
 use crate::subscriber::{InFlightGuard, Settings, Subscriber};
 use crate::Shared;
 
@@ -34,6 +35,13 @@ pub(crate) async fn run(
             delivery_id: delivery.id,
             attempt: delivery.attempt,
             payload: delivery.payload.clone(),
+            // Same trace as the ingest request, a fresh span per attempt; no header when the
+            // event came without one.
+            traceparent: delivery
+                .traceparent
+                .as_deref()
+                .and_then(herald_core::Traceparent::parse)
+                .map(|tp| tp.child(rand::random())),
         };
         let result = tokio::select! {
             r = settings.endpoint.attempt(request) => r,
@@ -55,11 +63,12 @@ pub(crate) async fn run(
 
         let outcome = decide(&sub, &settings, &shared, &delivery, &result, duration_ms).await;
         let success = matches!(result.verdict, Verdict::Success);
+        let dead = outcome == Outcome::Dead;
         let record = AttemptRecord {
             attempt: delivery.attempt,
             at: result.started_at,
             status_code: result.status_code,
-            error: result.error,
+            error: result.error.clone(),
             duration_ms,
         };
         match shared
@@ -67,7 +76,11 @@ pub(crate) async fn run(
             .finish_attempt(delivery.id, delivery.lease, record, outcome)
             .await
         {
-            Ok(()) => {}
+            Ok(()) => {
+                if dead {
+                    Alerts::dead(&shared, &delivery, result.error.as_deref());
+                }
+            }
             Err(StoreError::LeaseLost(_)) => {
                 // The lease expired and the delivery was claimed again: the newer lease owns
                 // it now, and this outcome is dropped (fencing).
@@ -82,7 +95,9 @@ pub(crate) async fn run(
                 tracing::error!(error = %e, "recording the attempt failed");
             }
         }
-        sub.record_outcome(success);
+        if let Some(change) = sub.record_outcome(success) {
+            Alerts::limit_changed(&shared, &sub.id, change, sub.error_rate());
+        }
     }
     .instrument(span)
     .await;
@@ -91,7 +106,7 @@ pub(crate) async fn run(
 async fn decide(
     sub: &Subscriber,
     settings: &Settings,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     delivery: &ClaimedDelivery,
     result: &AttemptResult,
     duration_ms: u64,
@@ -116,6 +131,7 @@ async fn decide(
                 tracing::error!(error = %e, "persisting the pause failed");
             }
             sub.set_paused(Some(GONE_REASON.to_owned()));
+            Alerts::paused(shared, &sub.id, GONE_REASON);
             // Waits (not dies) until an operator resumes the subscriber.
             Outcome::RetryAt(UnixMillis::now())
         }

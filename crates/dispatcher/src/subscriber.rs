@@ -13,6 +13,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::alerts::{LimitChange, ThrottleGate};
 use crate::throttle::Throttle;
 use crate::DispatchError;
 
@@ -97,6 +98,8 @@ pub(crate) struct Subscriber {
     /// Serializes re-reads of the stored pause (see the dispatcher's listener).
     pub(crate) pause_refresh: tokio::sync::Mutex<()>,
     pub(crate) metrics: SubscriberMetrics,
+    /// Rate limit of throttled/recovered alerts.
+    throttle_gate: Mutex<ThrottleGate>,
 }
 
 impl Subscriber {
@@ -119,6 +122,7 @@ impl Subscriber {
             wake: Notify::new(),
             stop,
             pause_refresh: tokio::sync::Mutex::new(()),
+            throttle_gate: Mutex::new(ThrottleGate::default()),
         })
     }
 
@@ -154,13 +158,29 @@ impl Subscriber {
         self.throttle.lock().error_rate(Instant::now())
     }
 
-    /// Feeds one attempt's outcome to the throttle.
-    pub(crate) fn record_outcome(&self, success: bool) {
-        let limit = self.throttle.lock().record(success, Instant::now());
+    /// Feeds one attempt's outcome to the throttle; returns the change worth an operator
+    /// alert, if any (first cut below `max_in_flight`, back at it), already rate-limited.
+    pub(crate) fn record_outcome(&self, success: bool) -> Option<LimitChange> {
+        let now = Instant::now();
+        let limit = self.throttle.lock().record(success, now);
         let before = self.effective_limit.swap(limit, Ordering::AcqRel);
-        if before != limit {
-            tracing::info!(subscriber = %self.id, from = before, to = limit, "effective concurrency limit changed");
+        if before == limit {
+            return None;
         }
+        tracing::info!(subscriber = %self.id, from = before, to = limit, "effective concurrency limit changed");
+        let settings = self.settings();
+        let max = settings.config.max_in_flight;
+        let change = if before >= max && limit < max {
+            LimitChange::Throttled { limit, max }
+        } else if before < max && limit >= max {
+            LimitChange::Recovered { max }
+        } else {
+            return None;
+        };
+        self.throttle_gate
+            .lock()
+            .admit(change, settings.config.throttle.window, now)
+            .then_some(change)
     }
 
     /// Takes one in-flight slot; the returned guard gives it back and wakes the pump.
