@@ -65,6 +65,7 @@ async fn run(endpoint: Arc<Endpoint>, concurrency: usize, per_task: u64) -> Dura
                         delivery_id: DeliveryId::generate(),
                         attempt: u32::try_from(attempt % 10 + 1).unwrap_or(1),
                         payload: payload.clone(),
+                        traceparent: None,
                     })
                     .await;
                 assert_eq!(result.verdict, Verdict::Success, "{result:?}");

@@ -126,6 +126,66 @@ pub(crate) enum Command {
         /// Subscriber id.
         subscriber: String,
     },
+    /// Look up accepted events (payload as stored, deliveries with status).
+    #[command(subcommand)]
+    Events(EventsCommand),
+    /// Make a subscriber's finished deliveries of a time window pending again (same id,
+    /// history kept, fresh retry budget).
+    ///
+    /// Example: herald replay acme --since 2h --status dead --dry-run
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum EventsCommand {
+    /// Show one event with its payload and deliveries.
+    ///
+    /// Example: herald events get 0192f0c4-…
+    Get {
+        /// Event id.
+        id: String,
+    },
+    /// List events in acceptance order, filtered.
+    ///
+    /// Example: herald events list --since 2h --event-type PROCESS_STATE_FINISHED --limit 50
+    List {
+        /// Events accepted at or after this time: RFC 3339 or a duration ago (`2h`, `30m`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Events accepted before this time: RFC 3339 or a duration ago.
+        #[arg(long)]
+        until: Option<String>,
+        /// Only this event type.
+        #[arg(long)]
+        event_type: Option<String>,
+        /// Page size (1..=1000).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Resume after this cursor (the previous page's next_cursor).
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReplayArgs {
+    /// Subscriber id.
+    pub(crate) subscriber: String,
+    /// Events accepted at or after this time: RFC 3339 or a duration ago (`2h`, `1d 6h`).
+    #[arg(long)]
+    pub(crate) since: String,
+    /// Events accepted before this time: RFC 3339 or a duration ago (default: now).
+    #[arg(long)]
+    pub(crate) until: Option<String>,
+    /// Which finished deliveries: `dead` (default), `delivered`, or both (`delivered,dead`).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) status: Vec<String>,
+    /// Only this event type (repeat for several).
+    #[arg(long)]
+    pub(crate) event_type: Vec<String>,
+    /// Count what would be replayed; change nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
 }
 
 #[derive(Debug, Args)]

@@ -8,7 +8,9 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-use crate::cli::{ClientArgs, Command, DeliveriesCommand, Output, SendArgs};
+use crate::cli::{
+    ClientArgs, Command, DeliveriesCommand, EventsCommand, Output, ReplayArgs, SendArgs,
+};
 use crate::table::output_width;
 use crate::views;
 
@@ -89,6 +91,17 @@ fn human(command: &Command, answer: &Value) -> (String, Option<String>) {
         Command::Redrive { .. } => (views::redriven(answer), None),
         Command::Pause { .. } | Command::Resume { .. } => (views::paused_or_resumed(answer), None),
         Command::Cluster => (views::cluster(answer, now, width), None),
+        Command::Events(EventsCommand::Get { .. }) => (views::event(answer, width), None),
+        Command::Events(EventsCommand::List { .. }) => {
+            let next = answer["next_cursor"]
+                .as_str()
+                .map(|cursor| format!("more: add --cursor {cursor} to the same command"));
+            if answer["events"].as_array().is_some_and(Vec::is_empty) {
+                return (String::new(), Some("no events match".to_owned()));
+            }
+            (views::events(answer, width), next)
+        }
+        Command::Replay(args) => (views::replayed(answer, args.dry_run), None),
         Command::Run(_) | Command::Check(_) | Command::Migrate(_) => (answer.to_string(), None),
     }
 }
@@ -186,6 +199,47 @@ fn send_body(args: &SendArgs) -> anyhow::Result<String> {
     Ok(serde_json::to_string(&body)?)
 }
 
+/// A time argument as RFC 3339: given as such (checked), or as a duration before `now`
+/// (`2h`, `30m`, `1d 6h`).
+fn time_arg(flag: &str, raw: &str, now: std::time::SystemTime) -> anyhow::Result<String> {
+    use time::format_description::well_known::Rfc3339;
+    if time::OffsetDateTime::parse(raw, &Rfc3339).is_ok() {
+        return Ok(raw.to_owned());
+    }
+    let ago = humantime::parse_duration(raw).map_err(|_| {
+        anyhow::anyhow!(
+            "{flag} takes an RFC 3339 time (2026-01-31T22:00:00Z) or a duration ago (2h, 30m), not {raw:?}"
+        )
+    })?;
+    let at = now
+        .checked_sub(ago)
+        .with_context(|| format!("{flag} {raw} ago is before 1970"))?;
+    let at = time::OffsetDateTime::from(at);
+    // Whole milliseconds: what the store keeps.
+    let at = at
+        .replace_nanosecond(at.millisecond() as u32 * 1_000_000)
+        .unwrap_or(at);
+    Ok(at.format(&Rfc3339)?)
+}
+
+/// The body of `POST /v1/subscribers/{id}/replay`.
+fn replay_body(args: &ReplayArgs, now: std::time::SystemTime) -> anyhow::Result<Value> {
+    let mut body = json!({
+        "since": time_arg("--since", &args.since, now)?,
+        "dry_run": args.dry_run,
+    });
+    if let Some(u) = &args.until {
+        body["until"] = json!(time_arg("--until", u, now)?);
+    }
+    if !args.status.is_empty() {
+        body["status"] = json!(args.status);
+    }
+    if !args.event_type.is_empty() {
+        body["event_types"] = json!(args.event_type);
+    }
+    Ok(body)
+}
+
 async fn execute(args: &ClientArgs, command: &Command) -> anyhow::Result<Answer> {
     use reqwest::Method;
     let api = Api {
@@ -266,6 +320,50 @@ async fn execute(args: &ClientArgs, command: &Command) -> anyhow::Result<Answer>
             };
             api.call(Method::GET, &path, None).await
         }
+        Command::Events(EventsCommand::Get { id }) => {
+            api.call(Method::GET, &format!("/v1/events/{}", encode(id)), None)
+                .await
+        }
+        Command::Events(EventsCommand::List {
+            since,
+            until,
+            event_type,
+            limit,
+            cursor,
+        }) => {
+            let now = std::time::SystemTime::now();
+            let mut query = Vec::new();
+            if let Some(s) = since {
+                query.push(format!("since={}", encode(&time_arg("--since", s, now)?)));
+            }
+            if let Some(u) = until {
+                query.push(format!("until={}", encode(&time_arg("--until", u, now)?)));
+            }
+            if let Some(t) = event_type {
+                query.push(format!("event_type={}", encode(t)));
+            }
+            if let Some(l) = limit {
+                query.push(format!("limit={l}"));
+            }
+            if let Some(c) = cursor {
+                query.push(format!("cursor={}", encode(c)));
+            }
+            let path = if query.is_empty() {
+                "/v1/events".to_owned()
+            } else {
+                format!("/v1/events?{}", query.join("&"))
+            };
+            api.call(Method::GET, &path, None).await
+        }
+        Command::Replay(replay) => {
+            let body = replay_body(replay, std::time::SystemTime::now())?;
+            api.call(
+                Method::POST,
+                &format!("/v1/subscribers/{}/replay", encode(&replay.subscriber)),
+                Some(body.to_string()),
+            )
+            .await
+        }
         Command::Run(_) | Command::Check(_) | Command::Migrate(_) => {
             bail!("not a client command")
         }
@@ -280,6 +378,39 @@ mod tests {
     fn path_segments_are_percent_encoded() {
         assert_eq!(encode("acme-1.eu_x"), "acme-1.eu_x");
         assert_eq!(encode("a/b c"), "a%2Fb%20c");
+    }
+
+    #[test]
+    fn times_are_rfc3339_or_a_duration_ago() {
+        let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        assert_eq!(
+            time_arg("--since", "2h", now).expect("2h ago"),
+            "2027-01-15T06:00:00Z"
+        );
+        assert_eq!(
+            time_arg("--since", "2026-01-31T22:00:00Z", now).expect("rfc 3339"),
+            "2026-01-31T22:00:00Z"
+        );
+        assert!(time_arg("--since", "yesterday-ish", now).is_err());
+    }
+
+    #[test]
+    fn replay_body_has_the_api_field_names() {
+        let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        let args = ReplayArgs {
+            subscriber: "acme".into(),
+            since: "1h".into(),
+            until: None,
+            status: vec!["delivered".into(), "dead".into()],
+            event_type: vec!["A".into()],
+            dry_run: true,
+        };
+        let body = replay_body(&args, now).expect("a body");
+        assert_eq!(
+            body,
+            json!({"since": "2027-01-15T07:00:00Z", "dry_run": true,
+                   "status": ["delivered", "dead"], "event_types": ["A"]})
+        );
     }
 
     #[test]

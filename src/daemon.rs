@@ -67,6 +67,7 @@ async fn serve(config: HeraldConfig) -> anyhow::Result<()> {
     )
     .await
     .context("starting the dispatcher")?;
+    dispatcher.set_alert_subscriber(config.alerts.subscriber.clone());
 
     let reload = reload_fn(&config, dispatcher.clone());
     let state = ApiState::new(

@@ -192,6 +192,74 @@ pub(crate) fn paused_or_resumed(answer: &Value) -> String {
 }
 
 /// A scalar as text: strings without quotes, `-` for null or absent.
+/// `herald events get`: a summary, the deliveries, then the payload (indented).
+pub(crate) fn event(answer: &Value, width: Option<usize>) -> String {
+    let e = answer;
+    let mut pairs = vec![
+        ("ID", text(&e["id"])),
+        ("Event type", text(&e["event_type"])),
+        ("Received", text(&e["received_at"])),
+    ];
+    if let Some(key) = e["ordering_key"].as_str() {
+        pairs.push(("Ordering key", key.to_owned()));
+    }
+    if let Some(key) = e["idempotency_key"].as_str() {
+        pairs.push(("Idempotency key", key.to_owned()));
+    }
+    let mut out = summary(&pairs);
+    out.push('\n');
+    let deliveries = e["deliveries"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    if deliveries.is_empty() {
+        out.push_str("No deliveries retained.\n");
+    } else {
+        let mut table = Table::new(&["DELIVERY", "SUBSCRIBER", "STATUS"]);
+        for d in deliveries {
+            table.row(vec![
+                text(&d["id"]),
+                text(&d["subscriber"]),
+                text(&d["status"]),
+            ]);
+        }
+        out.push_str(&table.render(width));
+    }
+    out.push('\n');
+    out.push_str(&serde_json::to_string_pretty(&e["payload"]).unwrap_or_else(|_| text(&e["payload"])));
+    out.push('\n');
+    out
+}
+
+/// `herald events list`: the table (without the next-cursor hint).
+pub(crate) fn events(answer: &Value, width: Option<usize>) -> String {
+    let mut table = Table::new(&["ID", "EVENT TYPE", "RECEIVED", "ORDERING KEY"]).free_text(3);
+    for e in answer["events"].as_array().into_iter().flatten() {
+        table.row(vec![
+            text(&e["id"]),
+            text(&e["event_type"]),
+            text(&e["received_at"]),
+            text(&e["ordering_key"]),
+        ]);
+    }
+    table.render(width)
+}
+
+/// `herald replay`: one line, what a dry run would do or what was done.
+pub(crate) fn replayed(answer: &Value, dry_run: bool) -> String {
+    let sub = text(&answer["subscriber"]);
+    let matched = answer["matched"].as_u64().unwrap_or(0) as usize;
+    let replayed = answer["replayed"].as_u64().unwrap_or(0) as usize;
+    if dry_run {
+        format!(
+            "dry run: {} of {sub} would be replayed (nothing changed)",
+            count(matched, "delivery", "deliveries")
+        )
+    } else {
+        format!(
+            "{} of {sub} replayed ({matched} matched)",
+            count(replayed, "delivery", "deliveries")
+        )
+    }
+}
+
 /// `herald cluster`: the nodes seen in the last 30 s.
 pub(crate) fn cluster(answer: &Value, now: OffsetDateTime, width: Option<usize>) -> String {
     let mut table = Table::new(&["NODE", "UP", "LAST SEEN", "IN FLIGHT"])
@@ -315,6 +383,41 @@ mod tests {
             "ID    IN FLIGHT/LIMIT/MAX  ERROR RATE  QUEUED  DEAD  OLDEST PENDING  PAUSED\n\
              acme           12/250/500       12.5%    3400     2           3m12s  no\n\
              beta              0/10/10        0.0%       0     0               -  yes: maintenance until 14:00\n"
+        );
+    }
+
+    #[test]
+    fn event_views() {
+        let e = json!({"id": "e1", "event_type": "process.completed",
+            "received_at": "2026-12-03T09:59:00Z", "ordering_key": "proc-7",
+            "idempotency_key": null, "payload": {"a": [1, 2]},
+            "deliveries": [{"id": "d1", "subscriber": "acme", "status": "delivered"}]});
+        assert_eq!(
+            event(&e, None),
+            "ID            e1\n\
+             Event type    process.completed\n\
+             Received      2026-12-03T09:59:00Z\n\
+             Ordering key  proc-7\n\
+             \n\
+             DELIVERY  SUBSCRIBER  STATUS\n\
+             d1        acme        delivered\n\
+             \n\
+             {\n  \"a\": [\n    1,\n    2\n  ]\n}\n"
+        );
+        let page = json!({"events": [e], "next_cursor": null});
+        assert_eq!(
+            events(&page, None),
+            "ID  EVENT TYPE         RECEIVED              ORDERING KEY\n\
+             e1  process.completed  2026-12-03T09:59:00Z  proc-7\n"
+        );
+        let answer = json!({"subscriber": "acme", "matched": 3, "replayed": 1});
+        assert_eq!(
+            replayed(&answer, false),
+            "1 delivery of acme replayed (3 matched)"
+        );
+        assert_eq!(
+            replayed(&answer, true),
+            "dry run: 3 deliveries of acme would be replayed (nothing changed)"
         );
     }
 

@@ -585,6 +585,8 @@ pub struct Config {
     pub env: Vec<(String, String)>,
     /// The storage engine (sled by default).
     pub engine: Engine,
+    /// Appended to herald.toml verbatim (e.g. an `[alerts]` table).
+    pub daemon_extra: String,
 }
 
 /// The storage engine a test daemon runs on.
@@ -613,6 +615,7 @@ impl Default for Config {
             subs: Vec::new(),
             env: Vec::new(),
             engine: Engine::Sled,
+            daemon_extra: String::new(),
         }
     }
 }
@@ -632,6 +635,12 @@ impl Config {
     }
     pub fn grace(mut self, g: &str) -> Self {
         g.clone_into(&mut self.grace);
+        self
+    }
+    /// Appends `toml` to herald.toml.
+    pub fn daemon(mut self, toml: &str) -> Self {
+        self.daemon_extra.push_str(toml);
+        self.daemon_extra.push('\n');
         self
     }
     pub fn retention(mut self, r: &str) -> Self {
@@ -677,7 +686,8 @@ impl Config {
             "subscribers_dir = \"subscribers\"\n\n[server]\nlisten = \"127.0.0.1:{port}\"\n{token}\
              max_payload_bytes = {max}\n\n[storage]\n{engine}path = {storage:?}\nretention = {retention:?}\n\n\
              [security]\nallow_http = true\nallow_private_networks = true\n\n\
-             [shutdown]\ngrace = {grace:?}\n{cluster}",
+             [shutdown]\ngrace = {grace:?}\n{cluster}\n{extra}",
+            extra = self.daemon_extra,
             port = self.port,
             max = self.max_payload_bytes,
             storage = self.storage,

@@ -7,6 +7,7 @@
 mod harness;
 
 mod admin;
+mod alerts;
 mod check;
 mod cli;
 mod cluster;
@@ -18,6 +19,7 @@ mod errors;
 mod flapping;
 mod fuzz;
 mod ingest;
+mod ops;
 mod ordering;
 mod reload;
 mod semantics;

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::ApiError;
+use crate::openapi::{ClusterDoc, DeliveryPageDoc, ErrorDoc, RedriveDoc, ReloadDoc};
 use crate::views::{DeliveryView, NodeView, SubscriberView};
 use crate::ApiState;
 
@@ -40,6 +41,13 @@ pub(crate) async fn readyz(State(state): State<ApiState>) -> Response {
 }
 
 /// `GET /v1/subscribers`.
+#[utoipa::path(get, path = "/v1/subscribers", tag = "subscribers",
+    summary = "Every configured subscriber with its live figures (no secrets)",
+    responses(
+        (status = 200, description = "the subscribers, by id", body = Vec<SubscriberView>),
+        (status = 401, description = "missing or wrong bearer token", body = ErrorDoc),
+        (status = 503, description = "storage unavailable or shutting down", body = ErrorDoc),
+    ))]
 pub(crate) async fn list_subscribers(
     State(state): State<ApiState>,
 ) -> Result<Json<Vec<SubscriberView>>, ApiError> {
@@ -48,6 +56,13 @@ pub(crate) async fn list_subscribers(
 }
 
 /// `GET /v1/cluster`: the nodes seen in the last 30 s (without a cluster, this node alone).
+#[utoipa::path(get, path = "/v1/cluster", tag = "operations",
+    summary = "The nodes seen in the last 30 s (without a cluster, this node alone)",
+    responses(
+        (status = 200, description = "the nodes, by id", body = ClusterDoc),
+        (status = 401, description = "missing or wrong bearer token", body = ErrorDoc),
+        (status = 503, description = "storage unavailable or shutting down", body = ErrorDoc),
+    ))]
 pub(crate) async fn cluster(
     State(state): State<ApiState>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -57,6 +72,15 @@ pub(crate) async fn cluster(
 }
 
 /// `GET /v1/subscribers/{id}`.
+#[utoipa::path(get, path = "/v1/subscribers/{id}", tag = "subscribers",
+    summary = "One subscriber with its live figures",
+    params(("id" = String, Path, description = "subscriber id")),
+    responses(
+        (status = 200, description = "the subscriber", body = SubscriberView),
+        (status = 404, description = "no such subscriber (`unknown_subscriber`)", body = ErrorDoc),
+        (status = 401, description = "missing or wrong bearer token", body = ErrorDoc),
+        (status = 503, description = "storage unavailable or shutting down", body = ErrorDoc),
+    ))]
 pub(crate) async fn get_subscriber(
     State(state): State<ApiState>,
     Path(id): Path<String>,
@@ -65,13 +89,25 @@ pub(crate) async fn get_subscriber(
     Ok(Json(SubscriberView::from(&stats)))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PauseIn {
+    /// Why (shown in the API); default "paused by an operator".
     reason: Option<String>,
 }
 
 /// `POST /v1/subscribers/{id}/pause` with an optional `{"reason": "..."}`.
+#[utoipa::path(post, path = "/v1/subscribers/{id}/pause", tag = "subscribers",
+    summary = "Hold a subscriber's deliveries (persisted; they stay queued)",
+    params(("id" = String, Path, description = "subscriber id")),
+    request_body(content = Option<PauseIn>, description = "optional reason"),
+    responses(
+        (status = 200, description = "the paused subscriber", body = SubscriberView),
+        (status = 400, description = "invalid body (`invalid_json`)", body = ErrorDoc),
+        (status = 404, description = "no such subscriber (`unknown_subscriber`)", body = ErrorDoc),
+        (status = 401, description = "missing or wrong bearer token", body = ErrorDoc),
+        (status = 503, description = "storage unavailable or shutting down", body = ErrorDoc),
+    ))]
 pub(crate) async fn pause(
     State(state): State<ApiState>,
     Path(id): Path<String>,
@@ -90,6 +126,15 @@ pub(crate) async fn pause(
 }
 
 /// `POST /v1/subscribers/{id}/resume`.
+#[utoipa::path(post, path = "/v1/subscribers/{id}/resume", tag = "subscribers",
+    summary = "Release a paused subscriber",
+    params(("id" = String, Path, description = "subscriber id")),
+    responses(
+        (status = 200, description = "the resumed subscriber", body = SubscriberView),
+        (status = 404, description = "no such subscriber (`unknown_subscriber`)", body = ErrorDoc),
+        (status = 401, description = "missing or wrong bearer token", body = ErrorDoc),
+        (status = 503, description = "storage unavailable or shutting down", body = ErrorDoc),
+    ))]
 pub(crate) async fn resume(
     State(state): State<ApiState>,
     Path(id): Path<String>,
@@ -99,6 +144,15 @@ pub(crate) async fn resume(
 }
 
 /// `POST /v1/subscribers/{id}/redrive`: every dead delivery of the subscriber back to pending.
+#[utoipa::path(post, path = "/v1/subscribers/{id}/redrive", tag = "deliveries",
+    summary = "Every dead delivery of a subscriber back to pending",
+    params(("id" = String, Path, description = "subscriber id")),
+    responses(
+        (status = 200, description = "how many were moved", body = RedriveDoc),
+        (status = 404, description = "no such subscriber (`unknown_subscriber`)", body = ErrorDoc),
+        (status = 401, description = "missing or wrong bearer token", body = ErrorDoc),
+        (status = 503, description = "storage unavailable or shutting down", body = ErrorDoc),
+    ))]
 pub(crate) async fn redrive(
     State(state): State<ApiState>,
     Path(id): Path<String>,
@@ -120,6 +174,15 @@ pub(crate) async fn redrive(
 }
 
 /// `GET /v1/deliveries/{id}`.
+#[utoipa::path(get, path = "/v1/deliveries/{id}", tag = "deliveries",
+    summary = "One delivery with its attempts",
+    params(("id" = String, Path, description = "delivery id (the `webhook-id`)")),
+    responses(
+        (status = 200, description = "the delivery", body = DeliveryView),
+        (status = 404, description = "no such delivery (`not_found`)", body = ErrorDoc),
+        (status = 401, description = "missing or wrong bearer token", body = ErrorDoc),
+        (status = 503, description = "storage unavailable or shutting down", body = ErrorDoc),
+    ))]
 pub(crate) async fn get_delivery(
     State(state): State<ApiState>,
     Path(id): Path<String>,
@@ -135,6 +198,16 @@ pub(crate) async fn get_delivery(
 }
 
 /// `POST /v1/deliveries/{id}/retry`: a dead delivery back to pending.
+#[utoipa::path(post, path = "/v1/deliveries/{id}/retry", tag = "deliveries",
+    summary = "A dead delivery back to pending, due now",
+    params(("id" = String, Path, description = "delivery id")),
+    responses(
+        (status = 200, description = "the delivery, pending again", body = DeliveryView),
+        (status = 404, description = "no such delivery (`not_found`)", body = ErrorDoc),
+        (status = 409, description = "the delivery is not dead (`invalid_state`)", body = ErrorDoc),
+        (status = 401, description = "missing or wrong bearer token", body = ErrorDoc),
+        (status = 503, description = "storage unavailable or shutting down", body = ErrorDoc),
+    ))]
 pub(crate) async fn retry_delivery(
     State(state): State<ApiState>,
     Path(id): Path<String>,
@@ -149,7 +222,8 @@ pub(crate) async fn retry_delivery(
     Ok(Json(view))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListParams {
     subscriber: Option<String>,
     status: Option<String>,
@@ -158,6 +232,15 @@ pub(crate) struct ListParams {
 }
 
 /// `GET /v1/deliveries?subscriber=&status=&limit=&cursor=`.
+#[utoipa::path(get, path = "/v1/deliveries", tag = "deliveries",
+    summary = "A page of deliveries in id order, filtered",
+    params(ListParams),
+    responses(
+        (status = 200, description = "a page", body = DeliveryPageDoc),
+        (status = 400, description = "bad query (`bad_request`)", body = ErrorDoc),
+        (status = 401, description = "missing or wrong bearer token", body = ErrorDoc),
+        (status = 503, description = "storage unavailable or shutting down", body = ErrorDoc),
+    ))]
 pub(crate) async fn list_deliveries(
     State(state): State<ApiState>,
     params: Result<Query<ListParams>, QueryRejection>,
@@ -206,6 +289,15 @@ pub(crate) async fn list_deliveries(
 }
 
 /// `POST /v1/reload`: re-reads the subscriber folder; an invalid config changes nothing.
+#[utoipa::path(post, path = "/v1/reload", tag = "operations",
+    summary = "Re-read the subscriber folder (an invalid one changes nothing)",
+    responses(
+        (status = 200, description = "what changed", body = ReloadDoc),
+        (status = 422, description = "the new configuration was rejected (`invalid_config`)", body = ErrorDoc),
+        (status = 501, description = "started without a config file (`reload_unavailable`)", body = ErrorDoc),
+        (status = 401, description = "missing or wrong bearer token", body = ErrorDoc),
+        (status = 503, description = "storage unavailable or shutting down", body = ErrorDoc),
+    ))]
 pub(crate) async fn reload(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let Some(reload) = state.inner.reload.clone() else {
         return Err(ApiError::new(

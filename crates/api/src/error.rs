@@ -18,9 +18,12 @@ pub struct ApiError {
     pub message: String,
 }
 
-#[derive(Serialize)]
+/// Every error answer: a stable code and a sentence.
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct ErrorBody<'a> {
+    /// Stable machine-readable code, e.g. `not_found`, `bad_request`, `unauthorized`.
     pub(crate) error: &'a str,
+    /// Human-readable sentence.
     pub(crate) message: &'a str,
 }
 

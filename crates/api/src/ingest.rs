@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::error::{ApiError, ErrorBody};
+use crate::openapi::{BatchDoc, ErrorDoc, ReceiptDoc};
 use crate::ApiState;
 
 /// Most events in one batch request.
@@ -31,14 +32,20 @@ const ENVELOPE_SLACK: usize = 64 * 1024;
 /// until it is dead, so it is refused at the door instead.
 pub const MAX_PAYLOAD_DEPTH: usize = 100;
 
-#[derive(Deserialize)]
+/// One event to ingest.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct EventIn<'a> {
+pub(crate) struct EventIn<'a> {
+    /// The event type (1 to 256 bytes), e.g. `PROCESS_STATE_FINISHED`.
     event_type: String,
+    /// Any JSON; stored and delivered byte for byte.
     #[serde(borrow)]
+    #[schema(value_type = Object)]
     payload: &'a RawValue,
+    /// Deliver to this subscriber only (default: every subscriber of the event type).
     #[serde(default)]
     subscriber: Option<String>,
+    /// The same key again (within retention) returns the first receipt and creates nothing.
     #[serde(default)]
     idempotency_key: Option<String>,
     /// SPEC §9; any JSON value is read so that a wrong type is a `bad_request` naming the field.
@@ -46,10 +53,13 @@ struct EventIn<'a> {
     ordering_key: Option<serde_json::Value>,
 }
 
-#[derive(Deserialize)]
+/// Up to 1000 events.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct BatchIn<'a> {
+pub(crate) struct BatchIn<'a> {
+    /// Each one an event as for `POST /v1/events`.
     #[serde(borrow)]
+    #[schema(value_type = Vec<EventIn>)]
     events: Vec<&'a RawValue>,
 }
 
@@ -86,6 +96,7 @@ fn prepare(
     body: &Bytes,
     raw: &[u8],
     now: UnixMillis,
+    traceparent: Option<&str>,
 ) -> Result<NewEvent, ApiError> {
     let event: EventIn<'_> = serde_json::from_slice(raw)
         .map_err(|e| ApiError::invalid_json(format!("invalid event: {e}")))?;
@@ -141,8 +152,7 @@ fn prepare(
         // Which subscribers order by it is the dispatcher's to say (their `ordering`).
         ordering_key,
         ordered_for: Vec::new(),
-        // Trace context (SPEC §10) comes with its own task; the store already keeps it.
-        traceparent: None,
+        traceparent: traceparent.map(str::to_owned),
     })
 }
 
@@ -194,7 +204,27 @@ fn check_accepting(state: &ApiState) -> Result<(), ApiError> {
     }
 }
 
+/// The request's W3C `traceparent`, normalised, when it is valid; an invalid one is ignored
+/// (W3C Trace Context: a receiver that cannot parse it starts afresh).
+fn traceparent(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get("traceparent")?.to_str().ok()?;
+    herald_core::Traceparent::parse(value).map(|tp| tp.to_string())
+}
+
 /// `POST /v1/events`.
+#[utoipa::path(post, path = "/v1/events", tag = "events",
+    summary = "Ingest one event (202 once durable)",
+    params(("traceparent" = Option<String>, Header, description = "W3C trace context, kept with the event")),
+    request_body = EventIn,
+    responses(
+        (status = 202, description = "stored durably", body = ReceiptDoc),
+        (status = 400, description = "invalid event (`invalid_json`, `bad_request`, `payload_too_deep`)", body = ErrorDoc),
+        (status = 404, description = "unknown `subscriber` (`unknown_subscriber`)", body = ErrorDoc),
+        (status = 413, description = "payload too large (`payload_too_large`)", body = ErrorDoc),
+        (status = 507, description = "storage full (`storage_full`)", body = ErrorDoc),
+        (status = 401, description = "missing or wrong bearer token", body = ErrorDoc),
+        (status = 503, description = "storage unavailable or shutting down", body = ErrorDoc),
+    ))]
 pub(crate) async fn ingest_one(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -207,7 +237,14 @@ pub(crate) async fn ingest_one(
         state.inner.max_payload_bytes + ENVELOPE_SLACK,
     )
     .await?;
-    let event = prepare(&state, &body, &body, UnixMillis::now())?;
+    let traceparent = traceparent(&headers);
+    let event = prepare(
+        &state,
+        &body,
+        &body,
+        UnixMillis::now(),
+        traceparent.as_deref(),
+    )?;
     let mut receipts = commit(&state, vec![event]).await?;
     let receipt = receipts
         .pop()
@@ -216,6 +253,17 @@ pub(crate) async fn ingest_one(
 }
 
 /// `POST /v1/events/batch`: each item succeeds or fails on its own; results keep the order.
+#[utoipa::path(post, path = "/v1/events/batch", tag = "events",
+    summary = "Ingest up to 1000 events; one result each, in order",
+    params(("traceparent" = Option<String>, Header, description = "W3C trace context, kept with every event")),
+    request_body = BatchIn,
+    responses(
+        (status = 202, description = "per event: a receipt or an error", body = BatchDoc),
+        (status = 400, description = "invalid batch", body = ErrorDoc),
+        (status = 413, description = "body too large (`payload_too_large`)", body = ErrorDoc),
+        (status = 401, description = "missing or wrong bearer token", body = ErrorDoc),
+        (status = 503, description = "storage unavailable or shutting down", body = ErrorDoc),
+    ))]
 pub(crate) async fn ingest_batch(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -233,19 +281,26 @@ pub(crate) async fn ingest_batch(
         )));
     }
     let now = UnixMillis::now();
+    let traceparent = traceparent(&headers);
     let mut events = Vec::with_capacity(batch.events.len());
     let slots: Vec<Option<ApiError>> = batch
         .events
         .iter()
-        .map(
-            |raw| match prepare(&state, &body, raw.get().as_bytes(), now) {
+        .map(|raw| {
+            match prepare(
+                &state,
+                &body,
+                raw.get().as_bytes(),
+                now,
+                traceparent.as_deref(),
+            ) {
                 Ok(event) => {
                     events.push(event);
                     None
                 }
                 Err(e) => Some(e),
-            },
-        )
+            }
+        })
         .collect();
     let receipts = if events.is_empty() {
         Vec::new()

@@ -4,6 +4,8 @@
 //! |---|---|---|
 //! | POST | `/v1/events` | ingest one event (202 once durable) |
 //! | POST | `/v1/events/batch` | ingest up to 1000 events, one result each |
+//! | GET | `/v1/events/{id}`, `/v1/events?since=&until=&event_type=&limit=&cursor=` | an event as stored, with its deliveries; a page |
+//! | POST | `/v1/subscribers/{id}/replay` | finished deliveries of a time window pending again |
 //! | GET | `/v1/subscribers`, `/v1/subscribers/{id}` | live figures (no secrets) |
 //! | POST | `/v1/subscribers/{id}/pause`, `/resume`, `/redrive` | flow control, dead letters |
 //! | GET | `/v1/deliveries/{id}`, `/v1/deliveries?…` | a delivery with attempts; a page |
@@ -12,8 +14,10 @@
 //! | GET | `/v1/cluster` | the nodes seen in the last 30 s (one without a cluster) |
 //! | GET | `/healthz`, `/readyz`, `/metrics` | probes, Prometheus text |
 //! | GET/POST | `/console/…` | the operator console (HTML; its own sign-in, see `console`) |
+//! | GET | `/openapi.json` | the OpenAPI 3.1 document of every `/v1` route (generated) |
 //!
-//! When an API token is configured, `/v1/*` and `/metrics` need `Authorization: Bearer <token>`.
+//! When an API token is configured, `/v1/*`, `/metrics` and `/openapi.json` need
+//! `Authorization: Bearer <token>`.
 //! Every failure is a JSON `{"error", "message"}` ([`ApiError`]).
 //!
 //! ```no_run
@@ -27,8 +31,11 @@
 mod admin;
 mod console;
 mod error;
+mod events;
 mod ingest;
 mod metrics;
+mod openapi;
+mod replay;
 
 mod views;
 
@@ -39,7 +46,7 @@ use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
 use herald_core::{DeliveryStore, Secret};
 use herald_dispatcher::{Dispatcher, ReloadReport};
@@ -167,20 +174,25 @@ async fn require_token(State(state): State<ApiState>, request: Request, next: Ne
 
 /// The complete router.
 pub fn router(state: ApiState) -> Router {
-    let protected = Router::new()
-        .route("/v1/events", post(ingest::ingest_one))
-        .route("/v1/events/batch", post(ingest::ingest_batch))
-        .route("/v1/subscribers", get(admin::list_subscribers))
-        .route("/v1/subscribers/{id}", get(admin::get_subscriber))
-        .route("/v1/subscribers/{id}/pause", post(admin::pause))
-        .route("/v1/subscribers/{id}/resume", post(admin::resume))
-        .route("/v1/subscribers/{id}/redrive", post(admin::redrive))
-        .route("/v1/deliveries", get(admin::list_deliveries))
-        .route("/v1/deliveries/{id}", get(admin::get_delivery))
-        .route("/v1/deliveries/{id}/retry", post(admin::retry_delivery))
-        .route("/v1/reload", post(admin::reload))
-        .route("/v1/cluster", get(admin::cluster))
+    let (v1, document) = openapi::v1_routes().split_for_parts();
+    let document: Arc<str> = document
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\":\"internal\",\"message\":\"{e}\"}}"))
+        .into();
+    let protected = v1
         .route("/metrics", get(metrics::render))
+        .route(
+            "/openapi.json",
+            get(move || {
+                let document = Arc::clone(&document);
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        document.to_string(),
+                    )
+                }
+            }),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(admin::healthz))

@@ -61,6 +61,7 @@ fn set_subscriber_gauges(
     effective_limit: f64,
     max_in_flight: f64,
     error_rate: f64,
+    oldest_pending_seconds: f64,
     paused: f64,
 ) {
     let sub = id.to_owned();
@@ -68,6 +69,8 @@ fn set_subscriber_gauges(
     metrics::gauge!("herald_effective_limit", "subscriber" => sub.clone()).set(effective_limit);
     metrics::gauge!("herald_max_in_flight", "subscriber" => sub.clone()).set(max_in_flight);
     metrics::gauge!("herald_error_rate", "subscriber" => sub.clone()).set(error_rate);
+    metrics::gauge!("herald_oldest_pending_seconds", "subscriber" => sub.clone())
+        .set(oldest_pending_seconds);
     metrics::gauge!("herald_paused", "subscriber" => sub).set(paused);
 }
 
@@ -138,6 +141,7 @@ fn update_state_gauges(
             f64::from(s.effective_limit),
             f64::from(s.max_in_flight),
             s.error_rate,
+            s.oldest_pending.as_secs_f64(),
             if s.paused_reason.is_some() { 1.0 } else { 0.0 },
         );
         depth.insert(id, QueueCounts::default());
@@ -157,7 +161,7 @@ fn update_state_gauges(
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         for gone in reported.iter().filter(|id| !depth.contains_key(*id)) {
-            set_subscriber_gauges(gone, 0.0, 0.0, 0.0, 0.0, 0.0);
+            set_subscriber_gauges(gone, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
             set_queue_depth(gone, &QueueCounts::default());
         }
         reported.extend(depth.into_keys());

@@ -7,8 +7,11 @@ use herald_core::{
 };
 use herald_dispatcher::SubscriberStats;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+
+use crate::error::ApiError;
 
 /// RFC 3339 (UTC, milliseconds) of a stored timestamp.
 pub(crate) fn rfc3339(t: UnixMillis) -> String {
@@ -18,7 +21,7 @@ pub(crate) fn rfc3339(t: UnixMillis) -> String {
         .unwrap_or_else(|| t.0.to_string())
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct AttemptView {
     pub(crate) attempt: u32,
     pub(crate) at: String,
@@ -39,12 +42,14 @@ impl From<&AttemptRecord> for AttemptView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct DeliveryView {
     pub(crate) id: String,
     pub(crate) event_id: String,
     pub(crate) subscriber: String,
     pub(crate) event_type: String,
+    /// `pending`, `in_flight`, `delivered` or `dead`.
+    #[schema(value_type = String)]
     pub(crate) status: &'static str,
     pub(crate) attempt_count: u32,
     pub(crate) next_attempt_at: Option<String>,
@@ -81,9 +86,11 @@ impl From<&DeliveryDetails> for DeliveryView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct SubscriberView {
     pub(crate) id: String,
+    /// The endpoint without user info or query string.
+    #[schema(value_type = String)]
     pub(crate) url: DisplayUrl,
     pub(crate) events: Vec<String>,
     pub(crate) max_in_flight: u32,
@@ -97,6 +104,8 @@ pub(crate) struct SubscriberView {
     pub(crate) pending: u64,
     pub(crate) delivered: u64,
     pub(crate) dead: u64,
+    /// Age in seconds of the oldest delivery due and not yet sent (0 when none).
+    pub(crate) oldest_pending_seconds: f64,
 }
 
 impl From<&SubscriberStats> for SubscriberView {
@@ -115,59 +124,68 @@ impl From<&SubscriberStats> for SubscriberView {
             pending: s.counts.pending,
             delivered: s.counts.delivered,
             dead: s.counts.dead,
+            oldest_pending_seconds: (s.oldest_pending.as_secs_f64() * 1000.0).round() / 1000.0,
         }
     }
 }
 
 /// One delivery of an [`EventView`].
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct EventDeliveryView {
     pub(crate) id: String,
     pub(crate) subscriber: String,
+    /// `pending`, `in_flight`, `delivered` or `dead`.
+    #[schema(value_type = String)]
     pub(crate) status: &'static str,
 }
 
-/// An event as `GET /v1/events/{id}` shows it (SPEC §10); the payload is the ingested JSON.
-#[derive(Serialize)]
+/// An event as stored (SPEC §10): `GET /v1/events/{id}`, list items, the console's event page.
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct EventView {
     pub(crate) id: String,
     pub(crate) event_type: String,
     pub(crate) received_at: String,
     pub(crate) ordering_key: Option<String>,
     pub(crate) idempotency_key: Option<String>,
-    /// The payload as ingested (`null` only if a stored payload were damaged).
-    pub(crate) payload: Option<Box<serde_json::value::RawValue>>,
-    pub(crate) deliveries: Vec<EventDeliveryView>,
+    /// The payload exactly as ingested (raw JSON, byte for byte).
+    #[schema(value_type = Object)]
+    pub(crate) payload: Box<RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) deliveries: Option<Vec<EventDeliveryView>>,
 }
 
-impl From<&EventDetails> for EventView {
-    fn from(e: &EventDetails) -> Self {
-        // Stored payloads were valid JSON at ingest.
-        let payload = std::str::from_utf8(&e.payload)
-            .ok()
-            .and_then(|s| serde_json::value::RawValue::from_string(s.to_owned()).ok());
-        Self {
+impl EventView {
+    /// The view of a stored event; `with_deliveries` false for list items (the engines may
+    /// leave them empty when listing).
+    pub(crate) fn new(e: &EventDetails, with_deliveries: bool) -> Result<Self, ApiError> {
+        // The stored bytes were validated JSON at ingest; a record that is not is corrupt.
+        let text = std::str::from_utf8(&e.payload)
+            .map_err(|err| ApiError::internal("stored payload is not UTF-8", &err))?;
+        let payload = RawValue::from_string(text.to_owned())
+            .map_err(|err| ApiError::internal("stored payload is not JSON", &err))?;
+        Ok(Self {
             id: e.id.to_string(),
             event_type: e.event_type.clone(),
             received_at: rfc3339(e.received_at),
             ordering_key: e.ordering_key.clone(),
             idempotency_key: e.idempotency_key.clone(),
             payload,
-            deliveries: e
-                .deliveries
-                .iter()
-                .map(|d| EventDeliveryView {
-                    id: d.id.to_string(),
-                    subscriber: d.subscriber.to_string(),
-                    status: d.status.as_str(),
-                })
-                .collect(),
-        }
+            deliveries: with_deliveries.then(|| {
+                e.deliveries
+                    .iter()
+                    .map(|d| EventDeliveryView {
+                        id: d.id.to_string(),
+                        subscriber: d.subscriber.to_string(),
+                        status: d.status.as_str(),
+                    })
+                    .collect()
+            }),
+        })
     }
 }
 
 /// One node in `GET /v1/cluster`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct NodeView {
     id: String,
     started_at: String,

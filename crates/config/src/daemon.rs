@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use herald_core::{Secret, SecurityPolicy, SubscriberConfig};
+use herald_core::{Secret, SecurityPolicy, SubscriberConfig, SubscriberId};
 
 use toml::Value;
 
@@ -52,6 +52,8 @@ pub struct HeraldConfig {
     pub shutdown: ShutdownConfig,
     /// `[cluster]` (postgres only).
     pub cluster: ClusterConfig,
+    /// `[alerts]`.
+    pub alerts: AlertsConfig,
     /// The subscriber folder, resolved against the daemon file's folder (pass it to
     /// [`crate::load_subscribers`] on reload).
     pub subscribers_dir: PathBuf,
@@ -154,6 +156,13 @@ pub struct ClusterConfig {
     pub node_id: Option<String>,
 }
 
+/// `[alerts]`: where Herald sends its own operator events (SPEC §10).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlertsConfig {
+    /// The configured subscriber that receives `herald.*` events, if any.
+    pub subscriber: Option<SubscriberId>,
+}
+
 /// `[shutdown]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShutdownConfig {
@@ -212,17 +221,40 @@ pub(crate) fn load(path: &Path, env: Env<'_>) -> Result<HeraldConfig, ConfigErro
         None
     };
 
-    let mut errors = report.into_errors();
+    let alert_id = raw.alerts.subscriber.as_deref().and_then(|id| {
+        report.check(
+            "alerts.subscriber",
+            SubscriberId::new(id).map_err(|e| e.to_string()),
+        )
+    });
+
+    let mut dir_errors = Vec::new();
     let subscribers =
         subscribers_dir
             .as_deref()
             .and_then(|dir| match load_dir(dir, &security, env) {
                 Ok(loaded) => Some(loaded),
                 Err(problems) => {
-                    errors.extend(problems);
+                    dir_errors = problems.into_vec();
                     None
                 }
             });
+    if let (Some(id), Some((subs, _))) = (&alert_id, &subscribers) {
+        if !subs.iter().any(|s| &s.id == id) {
+            report.error(
+                "alerts.subscriber",
+                format!(
+                    "no subscriber \"{id}\" is configured in {}; add {id}.toml there or fix the id",
+                    subscribers_dir
+                        .as_deref()
+                        .map(|d| d.display().to_string())
+                        .unwrap_or_default()
+                ),
+            );
+        }
+    }
+    let mut errors = report.into_errors();
+    errors.extend(dir_errors);
 
     match (daemon, subscribers_dir, subscribers) {
         (
@@ -236,6 +268,9 @@ pub(crate) fn load(path: &Path, env: Env<'_>) -> Result<HeraldConfig, ConfigErro
             security,
             shutdown,
             cluster,
+            alerts: AlertsConfig {
+                subscriber: alert_id,
+            },
             subscribers_dir,
             subscribers,
             warnings,

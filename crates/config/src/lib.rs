@@ -101,10 +101,10 @@ use std::path::Path;
 use herald_core::{SecurityPolicy, SubscriberConfig};
 
 pub use daemon::{
-    database_target, ClusterConfig, HeraldConfig, ServerConfig, ShutdownConfig, StorageConfig,
-    StorageEngine, DEFAULT_GRACE, DEFAULT_LISTEN, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_POOL_SIZE,
-    DEFAULT_RETENTION, DEFAULT_STORAGE_PATH, DEFAULT_SUBSCRIBERS_DIR, MAX_NODE_ID_LEN,
-    MAX_POOL_SIZE,
+    database_target, AlertsConfig, ClusterConfig, HeraldConfig, ServerConfig, ShutdownConfig,
+    StorageConfig, StorageEngine, DEFAULT_GRACE, DEFAULT_LISTEN, DEFAULT_MAX_PAYLOAD_BYTES,
+    DEFAULT_POOL_SIZE, DEFAULT_RETENTION, DEFAULT_STORAGE_PATH, DEFAULT_SUBSCRIBERS_DIR,
+    MAX_NODE_ID_LEN, MAX_POOL_SIZE,
 };
 pub use error::{ConfigError, ConfigErrors};
 pub use values::DurationBounds;

@@ -31,6 +31,15 @@ pub(crate) struct RawDaemon {
     #[serde(default)]
     pub(crate) shutdown: RawShutdown,
     pub(crate) cluster: Option<RawCluster>,
+    #[serde(default)]
+    pub(crate) alerts: RawAlerts,
+}
+
+/// `[alerts]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an [alerts] table")]
+pub(crate) struct RawAlerts {
+    pub(crate) subscriber: Option<String>,
 }
 
 /// `[server]`.

@@ -33,6 +33,7 @@ pub mod secret;
 pub mod store;
 pub mod subscriber;
 pub mod time;
+pub mod traceparent;
 pub mod webhook_secret;
 
 pub use address::{blocked_range, BlockedRange};
@@ -53,6 +54,7 @@ pub use subscriber::{
     DEFAULT_TIMEOUT, MAX_IN_FLIGHT_LIMIT,
 };
 pub use time::UnixMillis;
+pub use traceparent::Traceparent;
 
 /// `herald/<version>`, sent as `user-agent` on every delivery.
 pub const USER_AGENT: &str = concat!("herald/", env!("CARGO_PKG_VERSION"));

@@ -27,6 +27,9 @@ pub const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-times
 /// `webhook-attempt`: 1, 2, 3, …
 pub const WEBHOOK_ATTEMPT: HeaderName = HeaderName::from_static("webhook-attempt");
 
+/// `traceparent`: W3C Trace Context of the attempt.
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
 /// What to deliver in one attempt.
 #[derive(Debug, Clone)]
 pub struct AttemptRequest {
@@ -36,6 +39,9 @@ pub struct AttemptRequest {
     pub attempt: u32,
     /// The stored payload, sent byte for byte and never copied.
     pub payload: Bytes,
+    /// The W3C `traceparent` of this attempt (the event's trace, this attempt's span), sent
+    /// as `traceparent` when set.
+    pub traceparent: Option<String>,
 }
 
 /// How one attempt went.
@@ -221,6 +227,13 @@ impl Endpoint {
         };
         headers.insert(WEBHOOK_TIMESTAMP, HeaderValue::from(timestamp));
         headers.insert(WEBHOOK_ATTEMPT, HeaderValue::from(request.attempt));
+        if let Some(tp) = request
+            .traceparent
+            .as_deref()
+            .and_then(|tp| HeaderValue::from_str(tp).ok())
+        {
+            headers.insert(TRACEPARENT, tp);
+        }
 
         if let Some(signer) = &self.signer {
             let input = SignInput {

@@ -53,6 +53,7 @@
 //!         delivery_id: DeliveryId::generate(),
 //!         attempt: 1,
 //!         payload: bytes::Bytes::from_static(br#"{"hello":"world"}"#),
+//!         traceparent: None,
 //!     })
 //!     .await;
 //! if result.verdict == Verdict::Failure {
@@ -99,7 +100,8 @@ pub mod signing;
 
 pub use client::{HttpClient, MAX_IDLE_PER_HOST, POOL_IDLE_TIMEOUT};
 pub use endpoint::{
-    AttemptRequest, AttemptResult, Endpoint, WEBHOOK_ATTEMPT, WEBHOOK_ID, WEBHOOK_TIMESTAMP,
+    AttemptRequest, AttemptResult, Endpoint, TRACEPARENT, WEBHOOK_ATTEMPT, WEBHOOK_ID,
+    WEBHOOK_TIMESTAMP,
 };
 pub use error::DeliveryError;
 pub use outcome::{Verdict, MAX_DRAINED_BODY, MAX_RETRY_AFTER};

@@ -21,6 +21,7 @@ use herald_core::{AttemptRecord, ClaimedDelivery, Outcome, StoreError, UnixMilli
 use herald_delivery::{retry, AttemptRequest, AttemptResult, Verdict};
 use tracing::Instrument;
 
+use crate::alerts::Alerts;
 use crate::subscriber::{InFlightGuard, Settings, Subscriber};
 use crate::Shared;
 
@@ -70,7 +71,7 @@ pub(crate) async fn run(
 async fn attempt(
     sub: &Subscriber,
     settings: &Settings,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     delivery: &ClaimedDelivery,
 ) {
     // The span is at debug level so that a busy daemon logging at info pays nothing per
@@ -88,6 +89,13 @@ async fn attempt(
             delivery_id: delivery.id,
             attempt: delivery.attempt,
             payload: delivery.payload.clone(),
+            // Same trace as the ingest request, a fresh span per attempt; no header when the
+            // event came without one.
+            traceparent: delivery
+                .traceparent
+                .as_deref()
+                .and_then(herald_core::Traceparent::parse)
+                .map(|tp| tp.child(rand::random())),
         };
         let result = tokio::select! {
             r = settings.endpoint.attempt(request) => r,
@@ -109,15 +117,20 @@ async fn attempt(
 
         let outcome = decide(sub, settings, shared, delivery, &result, duration_ms).await;
         let success = matches!(result.verdict, Verdict::Success);
+        let dead = outcome == Outcome::Dead;
         let record = AttemptRecord {
             attempt: delivery.attempt,
             at: result.started_at,
             status_code: result.status_code,
-            error: result.error,
+            error: result.error.clone(),
             duration_ms,
         };
-        record_or_release(shared, delivery, record, outcome).await;
-        sub.record_outcome(success);
+        if record_or_release(shared, delivery, record, outcome).await && dead {
+            Alerts::dead(shared, delivery, result.error.as_deref());
+        }
+        if let Some(change) = sub.record_outcome(success) {
+            Alerts::limit_changed(shared, &sub.id, change, sub.error_rate());
+        }
     }
     .instrument(span)
     .await;
@@ -127,13 +140,13 @@ async fn attempt(
 /// [`STORE_RETRY_BACKOFF`], and if it never works the delivery is released (due now) so it is
 /// attempted again instead of staying in flight until a restart. A lost lease is final: the
 /// lease expired and the delivery was claimed again, so the newer lease owns it and this
-/// outcome is dropped (fencing), never retried or released.
+/// outcome is dropped (fencing), never retried or released. Returns whether it was recorded.
 async fn record_or_release(
     shared: &Shared,
     delivery: &ClaimedDelivery,
     record: AttemptRecord,
     outcome: Outcome,
-) {
+) -> bool {
     let mut pauses = STORE_RETRY_BACKOFF.iter();
     let error = loop {
         match shared
@@ -141,13 +154,13 @@ async fn record_or_release(
             .finish_attempt(delivery.id, delivery.lease, record.clone(), outcome)
             .await
         {
-            Ok(()) => return,
+            Ok(()) => return true,
             Err(StoreError::LeaseLost(_)) => {
                 tracing::warn!(
                     delivery_id = %delivery.id,
                     "attempt outcome dropped: the lease was lost (it expired and the delivery was claimed again)"
                 );
-                return;
+                return false;
             }
             Err(e) if is_permanent(&e) => break e,
             Err(e) => match pauses.next() {
@@ -163,6 +176,7 @@ async fn record_or_release(
     tracing::error!(delivery_id = %delivery.id, error = %error,
         "recording the attempt failed; releasing the delivery to attempt it again");
     release_with_retries(shared, delivery, UnixMillis::now()).await;
+    false
 }
 
 /// Gives a claimed delivery back, due at `due`, trying again until it works: after each pause
@@ -221,7 +235,7 @@ fn panic_message(payload: &(dyn Any + Send)) -> &str {
 async fn decide(
     sub: &Subscriber,
     settings: &Settings,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     delivery: &ClaimedDelivery,
     result: &AttemptResult,
     duration_ms: u64,
@@ -246,6 +260,7 @@ async fn decide(
                 tracing::error!(error = %e, "persisting the pause failed");
             }
             sub.set_paused(Some(GONE_REASON.to_owned()));
+            Alerts::paused(shared, &sub.id, GONE_REASON);
             // Waits (not dies) until an operator resumes the subscriber.
             Outcome::RetryAt(UnixMillis::now())
         }

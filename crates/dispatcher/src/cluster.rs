@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use herald_core::{ClusterState, RateLimitConfig, UnixMillis};
 
+use crate::alerts::{Alerts, LimitChange};
 use crate::subscriber::Subscriber;
 use crate::Shared;
 
@@ -87,7 +88,9 @@ pub(crate) async fn sync_throttles(shared: Arc<Shared>, cluster: Arc<dyn Cluster
         }
         let subs: Vec<Arc<Subscriber>> = shared.subscribers.read().values().cloned().collect();
         for sub in subs {
-            sync_one(&sub, cluster.as_ref()).await;
+            if let Some(change) = sync_one(&sub, cluster.as_ref()).await {
+                Alerts::limit_changed(&shared, &sub.id, change, sub.error_rate());
+            }
         }
         if shared.stop.is_cancelled() && shared.tasks.is_empty() {
             return;
@@ -96,8 +99,8 @@ pub(crate) async fn sync_throttles(shared: Arc<Shared>, cluster: Arc<dyn Cluster
 }
 
 /// One subscriber's step: send its counts, apply the cluster's limit. Counts that could not
-/// be sent are kept for the next step.
-pub(crate) async fn sync_one(sub: &Subscriber, cluster: &dyn ClusterState) {
+/// be sent are kept for the next step. Returns the change worth an operator alert, if any.
+pub(crate) async fn sync_one(sub: &Subscriber, cluster: &dyn ClusterState) -> Option<LimitChange> {
     let (ok, failed) = std::mem::take(&mut *sub.unsent_outcomes.lock());
     let settings = sub.settings();
     let config = &settings.config;
@@ -118,6 +121,7 @@ pub(crate) async fn sync_one(sub: &Subscriber, cluster: &dyn ClusterState) {
             unsent.0 = unsent.0.saturating_add(ok);
             unsent.1 = unsent.1.saturating_add(failed);
             tracing::debug!(subscriber = %sub.id, error = %e, "cannot reach the cluster's throttle; outcomes kept for the next step");
+            None
         }
     }
 }

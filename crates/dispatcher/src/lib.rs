@@ -32,6 +32,7 @@
 //! # Ok(()) }
 //! ```
 
+mod alerts;
 mod attempt;
 mod cluster;
 mod pump;
@@ -54,6 +55,10 @@ use tokio_util::task::TaskTracker;
 
 use subscriber::{Settings, Subscriber};
 
+pub use alerts::{
+    DELIVERY_DEAD, SUBSCRIBER_PAUSED, SUBSCRIBER_RECOVERED, SUBSCRIBER_RESUMED,
+    SUBSCRIBER_THROTTLED,
+};
 pub use attempt::GONE_REASON;
 
 /// A dispatcher failure.
@@ -98,6 +103,9 @@ pub struct SubscriberStats {
     pub paused_reason: Option<String>,
     /// Stored deliveries by state.
     pub counts: QueueCounts,
+    /// Age of the oldest delivery that is due and not yet sent (the store's earliest claimable
+    /// time, one index lookup); zero when none is due: a stuck queue shows as a growing age.
+    pub oldest_pending: Duration,
 }
 
 /// What a reload changed.
@@ -175,6 +183,8 @@ pub(crate) struct Shared {
     /// Abandon attempts still running when the grace period ends.
     pub(crate) hard_stop: CancellationToken,
     pub(crate) tasks: TaskTracker,
+    /// Where operator alerts go.
+    pub(crate) alerts: alerts::Alerts,
 }
 
 impl std::fmt::Debug for Shared {
@@ -234,6 +244,7 @@ impl Dispatcher {
             stop: CancellationToken::new(),
             hard_stop: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            alerts: alerts::Alerts::default(),
         });
         let dispatcher = Self { shared };
         {
@@ -330,6 +341,7 @@ impl Dispatcher {
         self.shared.store.set_paused(&sub.id, Some(reason)).await?;
         sub.set_paused(Some(reason.to_owned()));
         tracing::info!(subscriber = %sub.id, reason, "subscriber paused");
+        alerts::Alerts::paused(&self.shared, &sub.id, reason);
         Ok(())
     }
 
@@ -339,7 +351,15 @@ impl Dispatcher {
         self.shared.store.set_paused(&sub.id, None).await?;
         sub.set_paused(None);
         tracing::info!(subscriber = %sub.id, "subscriber resumed");
+        alerts::Alerts::resumed(&self.shared, &sub.id, "resumed by an operator");
         Ok(())
+    }
+
+    /// Sends Herald's own events (SPEC §10: paused, resumed, throttled, recovered, dead) to
+    /// this configured subscriber from now on; `None` turns alerts off. Nothing about the
+    /// alert subscriber itself is sent to it.
+    pub fn set_alert_subscriber(&self, subscriber: Option<SubscriberId>) {
+        self.shared.alerts.set_target(subscriber);
     }
 
     /// Stores events (durable when this returns: the API may answer `202`); the store wakes
@@ -392,6 +412,9 @@ impl Dispatcher {
         let result = self.shared.store.replay(request).await?;
         if result.replayed > 0 {
             self.shared.store.sync().await?;
+            metrics::counter!("herald_replayed_total", "subscriber" => request.subscriber.to_string())
+                .increment(result.replayed);
+            tracing::info!(subscriber = %request.subscriber, matched = result.matched, replayed = result.replayed, "deliveries replayed");
         }
         Ok(result)
     }
@@ -450,6 +473,10 @@ impl Dispatcher {
 
     async fn stats_of_sub(&self, sub: &Subscriber) -> Result<SubscriberStats, DispatchError> {
         let counts = self.shared.store.counts(&sub.id).await?;
+        let oldest_pending = match self.shared.store.next_due(&sub.id).await? {
+            Some(due) => Duration::from_millis(UnixMillis::now().0.saturating_sub(due.0)),
+            None => Duration::ZERO,
+        };
         let settings = sub.settings();
         // Cluster mode: the store's leased rows, on every node (the same on each).
         let in_flight = if self.shared.cluster.is_some() {
@@ -467,6 +494,7 @@ impl Dispatcher {
             error_rate: sub.error_rate(),
             paused_reason: sub.paused_reason(),
             counts,
+            oldest_pending,
         })
     }
 

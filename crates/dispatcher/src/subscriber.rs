@@ -13,6 +13,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::alerts::{LimitChange, ThrottleGate};
 use crate::throttle::SharedThrottle;
 use crate::DispatchError;
 
@@ -100,6 +101,8 @@ pub(crate) struct Subscriber {
     /// Serializes re-reads of the stored pause (see the dispatcher's listener).
     pub(crate) pause_refresh: tokio::sync::Mutex<()>,
     pub(crate) metrics: SubscriberMetrics,
+    /// Rate limit of throttled/recovered alerts.
+    throttle_gate: Mutex<ThrottleGate>,
     /// Cluster mode: the throttle and the rate limit are the cluster's (see `crate::cluster`).
     pub(crate) clustered: bool,
     /// Cluster mode: outcomes not yet sent to the cluster's throttle (successes, failures).
@@ -130,6 +133,7 @@ impl Subscriber {
             wake: Notify::new(),
             stop,
             pause_refresh: tokio::sync::Mutex::new(()),
+            throttle_gate: Mutex::new(ThrottleGate::default()),
             clustered,
             unsent_outcomes: Mutex::new((0, 0)),
             cluster_error_rate: AtomicU64::new(0f64.to_bits()),
@@ -176,21 +180,24 @@ impl Subscriber {
         self.throttle.error_rate(Instant::now())
     }
 
-    /// Sets the effective limit the cluster's throttle answered (cluster mode).
-    pub(crate) fn set_cluster_limit(&self, limit: u32, error_rate: f64) {
+    /// Sets the effective limit the cluster's throttle answered (cluster mode); returns the
+    /// change worth an operator alert, if any, like [`Self::record_outcome`].
+    pub(crate) fn set_cluster_limit(&self, limit: u32, error_rate: f64) -> Option<LimitChange> {
         let limit = limit.clamp(1, self.settings().config.max_in_flight.max(1));
         self.cluster_error_rate
             .store(error_rate.to_bits(), Ordering::Release);
         let before = self.throttle.publish(limit);
         if before != limit {
-            tracing::info!(subscriber = %self.id, from = before, to = limit, "effective concurrency limit changed (cluster-wide)");
             self.wake.notify_one();
         }
+        self.limit_changed(before, limit, Instant::now())
     }
 
     /// Feeds one attempt's outcome to the throttle: the local one, or (cluster mode) the
-    /// counts sent to the cluster's throttle at its next step.
-    pub(crate) fn record_outcome(&self, success: bool) {
+    /// counts sent to the cluster's throttle at its next step. Returns the change worth an
+    /// operator alert, if any (first cut below `max_in_flight`, back at it), already
+    /// rate-limited.
+    pub(crate) fn record_outcome(&self, success: bool) -> Option<LimitChange> {
         if self.clustered {
             let mut unsent = self.unsent_outcomes.lock();
             if success {
@@ -198,12 +205,32 @@ impl Subscriber {
             } else {
                 unsent.1 = unsent.1.saturating_add(1);
             }
-            return;
+            return None;
         }
-        let (before, limit) = self.throttle.record(success, Instant::now());
-        if before != limit {
-            tracing::info!(subscriber = %self.id, from = before, to = limit, "effective concurrency limit changed");
+        let now = Instant::now();
+        let (before, limit) = self.throttle.record(success, now);
+        self.limit_changed(before, limit, now)
+    }
+
+    /// Logs a change of the effective limit and says whether it is worth an alert.
+    fn limit_changed(&self, before: u32, limit: u32, now: Instant) -> Option<LimitChange> {
+        if before == limit {
+            return None;
         }
+        tracing::info!(subscriber = %self.id, from = before, to = limit, clustered = self.clustered, "effective concurrency limit changed");
+        let settings = self.settings();
+        let max = settings.config.max_in_flight;
+        let change = if before >= max && limit < max {
+            LimitChange::Throttled { limit, max }
+        } else if before < max && limit >= max {
+            LimitChange::Recovered { max }
+        } else {
+            return None;
+        };
+        self.throttle_gate
+            .lock()
+            .admit(change, settings.config.throttle.window, now)
+            .then_some(change)
     }
 
     /// Takes one in-flight slot; the returned guard gives it back and wakes the pump.

@@ -120,13 +120,14 @@ pub(crate) async fn event(state: &ApiState, id: &str) -> Result<Option<EventView
     let Ok(id) = id.parse::<EventId>() else {
         return Ok(None);
     };
-    Ok(state
+    state
         .inner
         .store
         .get_event(id)
         .await?
         .as_ref()
-        .map(EventView::from))
+        .map(|e| EventView::new(e, true))
+        .transpose()
 }
 
 /// Whether `id` is a configured subscriber.

@@ -449,7 +449,8 @@ pub(crate) fn delivery(page: &DeliveryPage, v: &Visitor, done: Option<&str>) -> 
 
 /// An event: its facts, payload and deliveries.
 pub(crate) fn event(e: &EventView, v: &Visitor) -> Markup {
-    let payload = e.payload.as_ref().map(|p| pretty_json(p.get().as_bytes()));
+    let payload = pretty_json(e.payload.get().as_bytes());
+    let deliveries = e.deliveries.as_deref().unwrap_or_default();
     layout(
         &format!("Event {}", e.id),
         Some(v),
@@ -463,7 +464,7 @@ pub(crate) fn event(e: &EventView, v: &Visitor) -> Markup {
                 @if let Some(k) = &e.idempotency_key { dt { "Idempotency key" } dd { code { (k) } } }
             }
             h2 { "Deliveries" }
-            @if e.deliveries.is_empty() { p { "None retained." } }
+            @if deliveries.is_empty() { p { "None retained." } }
             @else {
                 table.deliveries {
                     thead { tr {
@@ -472,7 +473,7 @@ pub(crate) fn event(e: &EventView, v: &Visitor) -> Markup {
                         th scope="col" { "Status" }
                     } }
                     tbody {
-                        @for d in &e.deliveries {
+                        @for d in deliveries {
                             tr {
                                 th scope="row" { (delivery_link(&d.id)) }
                                 td { (subscriber_link(&d.subscriber)) }
@@ -483,10 +484,7 @@ pub(crate) fn event(e: &EventView, v: &Visitor) -> Markup {
                 }
             }
             h2 { "Payload" }
-            @match payload {
-                Some(p) => pre.payload { code { (p) } },
-                None => p { "The stored payload is not valid JSON." },
-            }
+            pre.payload { code { (payload) } }
         },
     )
 }

@@ -320,3 +320,26 @@ fn storage_and_cluster_errors_name_the_key_never_the_url() {
         assert!(!errors.to_string().contains("pw-MARKER"), "{errors}");
     }
 }
+
+#[test]
+fn alerts_name_a_configured_subscriber() {
+    let fixture = Fixture::new("[alerts]\nsubscriber = \"ops\"\n");
+    fixture.sub("ops.toml", MINIMAL).sub("acme.toml", MINIMAL);
+    let config = fixture.load().unwrap();
+    assert_eq!(
+        config.alerts.subscriber.as_ref().map(|s| s.as_str()),
+        Some("ops")
+    );
+    assert_eq!(Fixture::new("").load().unwrap().alerts.subscriber, None);
+
+    let fixture = Fixture::new("[alerts]\nsubscriber = \"nobody\"\n");
+    fixture.sub("acme.toml", MINIMAL);
+    let errors = fixture.load().unwrap_err();
+    assert_has(&errors, "herald.toml", "alerts.subscriber", "nobody");
+
+    let fixture = Fixture::new("[alerts]\nsubscriber = \"a b\"\n");
+    let errors = fixture.load().unwrap_err();
+    assert_has(&errors, "herald.toml", "alerts.subscriber", "");
+    let fixture = Fixture::new("[alerts]\nsubscribr = \"ops\"\n");
+    assert!(fixture.load().is_err());
+}

@@ -22,6 +22,7 @@ async fn sends_protocol_headers_and_static_headers() {
             delivery_id: id,
             attempt: 3,
             payload: bytes::Bytes::from_static(PAYLOAD),
+            traceparent: None,
         })
         .await;
     let after = UnixMillis::now().as_secs();
@@ -59,6 +60,7 @@ async fn webhook_id_is_stable_and_attempt_counts_across_retries() {
                 delivery_id: id,
                 attempt,
                 payload: bytes::Bytes::from_static(PAYLOAD),
+                traceparent: None,
             })
             .await;
     }

@@ -53,6 +53,7 @@ pub fn request(attempt: u32, payload: &'static [u8]) -> AttemptRequest {
         delivery_id: DeliveryId::generate(),
         attempt,
         payload: Bytes::from_static(payload),
+        traceparent: None,
     }
 }
 
