@@ -14,9 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use herald_api::{ApiOptions, ApiState, ReloadFn};
 use herald_config::{HeraldConfig, StorageEngine};
-use herald_core::{
-    AuthConfig, ClusterState, DeliveryStore, DisplayUrl, SigningScheme, UnixMillis,
-};
+use herald_core::{AuthConfig, ClusterState, DeliveryStore, DisplayUrl, SigningScheme, UnixMillis};
 use herald_delivery::HttpClient;
 use herald_dispatcher::Dispatcher;
 use herald_queue::{SledOptions, SledStore};

@@ -223,7 +223,9 @@ pub(crate) fn event(answer: &Value, width: Option<usize>) -> String {
         out.push_str(&table.render(width));
     }
     out.push('\n');
-    out.push_str(&serde_json::to_string_pretty(&e["payload"]).unwrap_or_else(|_| text(&e["payload"])));
+    out.push_str(
+        &serde_json::to_string_pretty(&e["payload"]).unwrap_or_else(|_| text(&e["payload"])),
+    );
     out.push('\n');
     out
 }

@@ -119,13 +119,29 @@ async fn events_answer_the_payload_as_stored_with_their_deliveries() {
     assert!(listed["next_cursor"].is_string());
     // For people: a header and one row per event; the next page's hint on stderr.
     let out = h
-        .cli(&["events", "list", "--since", "1h", "--event-type", "other", "--limit", "2"])
+        .cli(&[
+            "events",
+            "list",
+            "--since",
+            "1h",
+            "--event-type",
+            "other",
+            "--limit",
+            "2",
+        ])
         .await;
     assert!(out.status.success(), "{out:?}");
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.starts_with("ID "), "{table}");
-    assert_eq!(table.lines().filter(|l| l.contains(" other ")).count(), 2, "{table}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--cursor"), "{out:?}");
+    assert_eq!(
+        table.lines().filter(|l| l.contains(" other ")).count(),
+        2,
+        "{table}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--cursor"),
+        "{out:?}"
+    );
     let out = h.cli(&["events", "list", "--since", "soon"]).await;
     assert!(!out.status.success());
     h.assert_no_panic();
@@ -212,7 +228,9 @@ async fn replay_after_an_outage_delivers_the_window_with_a_fresh_budget() {
 
     // The receiver heals; the CLI replays the last hour.
     rx.set(Mode::Status(200));
-    let out = h.cli(&["-o", "json", "replay", "acme", "--since", "1h"]).await;
+    let out = h
+        .cli(&["-o", "json", "replay", "acme", "--since", "1h"])
+        .await;
     assert!(out.status.success(), "{out:?}");
     let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(

@@ -2,8 +2,7 @@
 //! from here (subscriber views carry id, url, events and live figures only).
 
 use herald_core::{
-    AttemptRecord, DeliveryDetails, DeliveryRecord, DisplayUrl, EventDetails, NodeInfo,
-    UnixMillis,
+    AttemptRecord, DeliveryDetails, DeliveryRecord, DisplayUrl, EventDetails, NodeInfo, UnixMillis,
 };
 use herald_dispatcher::SubscriberStats;
 use serde::Serialize;

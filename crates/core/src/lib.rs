@@ -50,8 +50,7 @@ pub use store::{
 pub use subscriber::{
     AuthConfig, EventFilter, OrderingMode, RateLimitConfig, RetryPolicy, SecurityPolicy,
     SigningConfig, SigningScheme, SigningSecret, SubscriberConfig, ThrottleConfig,
-    DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_TIMEOUT, MAX_IN_FLIGHT_LIMIT,
+    DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT, MAX_IN_FLIGHT_LIMIT,
 };
 pub use time::UnixMillis;
 pub use traceparent::Traceparent;

@@ -44,9 +44,9 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use herald_core::{
-    ClusterState, DeliveryId, DeliveryRecord, DeliveryStore, DisplayUrl, EnqueueReceipt,
-    NewEvent, NodeInfo, OrderingMode, QueueCounts, ReplayRequest, ReplayResult, StoreError,
-    StoreListener, SubscriberConfig, SubscriberId, UnixMillis,
+    ClusterState, DeliveryId, DeliveryRecord, DeliveryStore, DisplayUrl, EnqueueReceipt, NewEvent,
+    NodeInfo, OrderingMode, QueueCounts, ReplayRequest, ReplayResult, StoreError, StoreListener,
+    SubscriberConfig, SubscriberId, UnixMillis,
 };
 use herald_delivery::{DeliveryError, HttpClient};
 use parking_lot::RwLock;
