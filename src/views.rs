@@ -42,9 +42,11 @@ pub(crate) fn subscribers(answer: &Value, width: Option<usize>) -> String {
                 .map_or_else(|| "-".to_owned(), |r| format!("{:.1}%", r * 100.0)),
             text(&s["queued"]),
             text(&s["dead"]),
-            s["oldest_pending_seconds"]
-                .as_f64()
-                .map_or_else(|| "-".to_owned(), |secs| age(secs as u64)),
+            // 0: nothing is due.
+            match s["oldest_pending_seconds"].as_f64() {
+                Some(secs) if secs > 0.0 => age(secs as u64),
+                _ => "-".to_owned(),
+            },
             paused(s),
         ]);
     }
@@ -396,10 +398,10 @@ mod tests {
             "deliveries": [{"id": "d1", "subscriber": "acme", "status": "delivered"}]});
         assert_eq!(
             event(&e, None),
-            "ID            e1\n\
-             Event type    process.completed\n\
-             Received      2026-12-03T09:59:00Z\n\
-             Ordering key  proc-7\n\
+            "ID:            e1\n\
+             Event type:    process.completed\n\
+             Received:      2026-12-03T09:59:00Z\n\
+             Ordering key:  proc-7\n\
              \n\
              DELIVERY  SUBSCRIBER  STATUS\n\
              d1        acme        delivered\n\

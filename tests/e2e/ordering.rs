@@ -1,12 +1,15 @@
-//! SPEC §9 through the real binary: per-key order under failures, across a SIGKILL, keys in
-//! parallel, the `ordering_key` field's validation and `GET /v1/deliveries/{id}`.
+//! SPEC §9 through the real binary: per-key order under failures, across a SIGKILL, across two
+//! nodes on PostgreSQL, keys in parallel, the `ordering_key` field's validation and
+//! `GET /v1/deliveries/{id}`.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::harness::{assert_error_body, wait_for, Config, Herald, Mode, Received, Receiver, Sub};
+use crate::harness::{
+    assert_error_body, wait_for, Config, Herald, Mode, Received, Receiver, Sub, TestDb,
+};
 
 fn ordered_sub(name: &str, rx: &Receiver) -> Sub {
     Sub::new(name, &rx.url(&format!("/{name}")))
@@ -166,6 +169,50 @@ async fn a_sigkill_mid_stream_keeps_the_order() {
         sorted.sort_unstable();
         assert_eq!(line, sorted, "key {key}: out of order across the kill");
     }
+}
+
+/// Two nodes on one PostgreSQL database, both ingesting and both delivering one ordered
+/// subscriber: per key, one request at a time and first successes in acceptance order, across
+/// the nodes (the line is in the database, not in either process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_key_order_holds_across_two_nodes_on_postgres() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let rx = Receiver::start_with(Mode::Flaky {
+        p_500: 0.3,
+        delay: Duration::from_millis(3),
+    })
+    .await;
+    let config = Config::default()
+        .sub(ordered_sub("ordered", &rx))
+        .postgres(&db.url, Some("node-a"));
+    let a = Herald::start(config.clone()).await;
+    let b = Herald::start(config.another_node("node-b")).await;
+    // 16 keys × 15 events, in batches of 20 alternating between the nodes: acceptance order is
+    // seq order (each batch is acknowledged before the next is sent).
+    for (i, from) in (0..240).step_by(20).enumerate() {
+        let node = if i % 2 == 0 { &a } else { &b };
+        post_keyed(node, from, 20, 16, 20).await;
+    }
+    wait_for(Duration::from_secs(90), "240 delivered", || async {
+        (rx.succeeded().len() >= 240).then_some(())
+    })
+    .await;
+    let answers = rx.answers();
+    let failed = answers.iter().filter(|a| a.1 >= 500).count();
+    println!("{} requests, {failed} failed", answers.len());
+    assert!(failed > 20, "too few failures to test anything");
+    check_keys(&answers, 16, 15);
+    // Both nodes were members of the cluster throughout.
+    let (_, cluster) = a.get("/v1/cluster").await;
+    assert_eq!(
+        cluster["nodes"].as_array().map(Vec::len),
+        Some(2),
+        "{cluster}"
+    );
+    a.assert_no_panic();
+    b.assert_no_panic();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

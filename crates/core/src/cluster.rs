@@ -30,6 +30,9 @@ pub struct NodeInfo {
 pub struct ThrottleState {
     /// The effective concurrency limit for the whole cluster.
     pub limit: u32,
+    /// The cluster's limit just before this update. Only the node whose update changed the
+    /// limit sees it differ from `limit`, so exactly one node reports (and alerts on) a change.
+    pub previous_limit: u32,
     /// The failure share over the window (0 when nothing was attempted).
     pub error_rate: f64,
 }

@@ -32,6 +32,7 @@ pub mod ids;
 pub mod secret;
 pub mod store;
 pub mod subscriber;
+pub mod throttle;
 pub mod time;
 pub mod traceparent;
 pub mod webhook_secret;
@@ -52,6 +53,7 @@ pub use subscriber::{
     SigningConfig, SigningScheme, SigningSecret, SubscriberConfig, ThrottleConfig,
     DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT, MAX_IN_FLIGHT_LIMIT,
 };
+pub use throttle::{throttle_step_ms, ThrottleBucket, ThrottleWindow, THROTTLE_BUCKETS};
 pub use time::UnixMillis;
 pub use traceparent::Traceparent;
 

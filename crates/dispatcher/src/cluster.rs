@@ -115,7 +115,7 @@ pub(crate) async fn sync_one(sub: &Subscriber, cluster: &dyn ClusterState) -> Op
         )
         .await
     {
-        Ok(state) => sub.set_cluster_limit(state.limit, state.error_rate),
+        Ok(state) => sub.set_cluster_limit(state),
         Err(e) => {
             let mut unsent = sub.unsent_outcomes.lock();
             unsent.0 = unsent.0.saturating_add(ok);

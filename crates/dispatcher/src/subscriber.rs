@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use herald_core::{SubscriberConfig, SubscriberId};
+use herald_core::{SubscriberConfig, SubscriberId, ThrottleState};
 use herald_delivery::{Endpoint, HttpClient};
 use metrics::{Counter, Histogram};
 use parking_lot::{Mutex, RwLock};
@@ -180,17 +180,19 @@ impl Subscriber {
         self.throttle.error_rate(Instant::now())
     }
 
-    /// Sets the effective limit the cluster's throttle answered (cluster mode); returns the
-    /// change worth an operator alert, if any, like [`Self::record_outcome`].
-    pub(crate) fn set_cluster_limit(&self, limit: u32, error_rate: f64) -> Option<LimitChange> {
-        let limit = limit.clamp(1, self.settings().config.max_in_flight.max(1));
+    /// Sets the effective limit the cluster's throttle answered (cluster mode). Returns the
+    /// change worth an operator alert, if any, like [`Self::record_outcome`], judged on the
+    /// cluster's own transition: only the node whose update changed the cluster's limit sees
+    /// one, so a cluster sends one alert, not one per node.
+    pub(crate) fn set_cluster_limit(&self, state: ThrottleState) -> Option<LimitChange> {
+        let max = self.settings().config.max_in_flight.max(1);
+        let limit = state.limit.clamp(1, max);
         self.cluster_error_rate
-            .store(error_rate.to_bits(), Ordering::Release);
-        let before = self.throttle.publish(limit);
-        if before != limit {
+            .store(state.error_rate.to_bits(), Ordering::Release);
+        if self.throttle.publish(limit) != limit {
             self.wake.notify_one();
         }
-        self.limit_changed(before, limit, Instant::now())
+        self.limit_changed(state.previous_limit.clamp(1, max), limit, Instant::now())
     }
 
     /// Feeds one attempt's outcome to the throttle: the local one, or (cluster mode) the

@@ -1,148 +1,58 @@
-//! Error-rate throttling: an AIMD controller of a subscriber's effective concurrency.
-//!
-//! Outcomes are counted in a sliding window of `window`, split into [`BUCKETS`] buckets.
-//! Every completed attempt feeds [`Throttle::record`], which may change the limit, at most once
-//! per *step* (`window / BUCKETS`):
-//!
-//! | condition over the window                                   | effect                         |
-//! |-------------------------------------------------------------|--------------------------------|
-//! | `attempts ≥ min_requests` and `failures/attempts > error_rate` | limit ← max(1, limit / 2)   |
-//! | otherwise (healthy, or too few attempts to judge)            | limit ← min(max, limit + max(1, max/10)) |
-//!
-//! A subscriber that fails everything is cut 500 → 250 → … → 1 within about nine steps and then
-//! probes with a single request at a time; once its endpoint heals, the failures age out of the
-//! window and the limit climbs back in ten steps.
+//! Error-rate throttling of one subscriber on one node: the AIMD controller of
+//! [`herald_core::throttle`] (the same one the PostgreSQL engine keeps for a cluster) on this
+//! process's monotonic clock, and its limit published for the pump.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use herald_core::ThrottleConfig;
+use herald_core::{ThrottleConfig, ThrottleWindow};
 use parking_lot::Mutex;
 
-/// Buckets per window; also the number of steps per window.
-pub(crate) const BUCKETS: usize = 10;
-
-#[derive(Debug, Clone, Copy, Default)]
-struct Bucket {
-    /// Which step (since `origin`) this bucket counts; reused every `BUCKETS` steps.
-    slot: u64,
-    ok: u32,
-    failed: u32,
-}
-
-/// The controller state of one subscriber.
+/// The controller state of one subscriber, on a monotonic clock.
 #[derive(Debug)]
 pub(crate) struct Throttle {
     config: ThrottleConfig,
-    max: u32,
-    limit: u32,
     origin: Instant,
-    buckets: [Bucket; BUCKETS],
-    last_change: Instant,
+    window: ThrottleWindow,
 }
 
 impl Throttle {
     pub(crate) fn new(config: ThrottleConfig, max: u32, now: Instant) -> Self {
         Self {
             config,
-            max: max.max(1),
-            limit: max.max(1),
             origin: now,
-            // Slot 0 is "now"; mark every bucket as belonging to no live step.
-            buckets: [Bucket {
-                slot: u64::MAX,
-                ..Bucket::default()
-            }; BUCKETS],
-            last_change: now,
+            window: ThrottleWindow::new(max, 0),
         }
+    }
+
+    /// Milliseconds since the origin.
+    fn ms(&self, now: Instant) -> i64 {
+        i64::try_from(now.saturating_duration_since(self.origin).as_millis()).unwrap_or(i64::MAX)
     }
 
     /// Applies new settings (reload): the counts are kept, the limit clamped to the new max, and
     /// a raised max applies at once to a healthy subscriber.
     pub(crate) fn reconfigure(&mut self, config: ThrottleConfig, max: u32, now: Instant) {
-        let grew = max > self.max;
         self.config = config;
-        self.max = max.max(1);
-        self.limit = self.limit.min(self.max);
-        if grew && !self.unhealthy(now) {
-            self.limit = self.max;
-        }
+        let now = self.ms(now);
+        self.window.set_max(&self.config, max, now);
     }
 
     pub(crate) fn limit(&self) -> u32 {
-        self.limit
-    }
-
-    fn step(&self) -> Duration {
-        (self.config.window / BUCKETS as u32).max(Duration::from_millis(1))
-    }
-
-    fn slot(&self, now: Instant) -> u64 {
-        let since = now.saturating_duration_since(self.origin).as_nanos();
-        u64::try_from(since / self.step().as_nanos().max(1)).unwrap_or(u64::MAX - 1)
-    }
-
-    /// (attempts, failures) within the window ending at `now`.
-    fn totals(&self, now: Instant) -> (u32, u32) {
-        let current = self.slot(now);
-        self.buckets
-            .iter()
-            .filter(|b| b.slot <= current && current - b.slot < BUCKETS as u64)
-            .fold((0, 0), |(n, f), b| {
-                (
-                    n.saturating_add(b.ok + b.failed),
-                    f.saturating_add(b.failed),
-                )
-            })
-    }
-
-    fn unhealthy(&self, now: Instant) -> bool {
-        let (n, f) = self.totals(now);
-        n >= self.config.min_requests
-            && n > 0
-            && f64::from(f) / f64::from(n) > self.config.error_rate
+        self.window.limit
     }
 
     /// The failure share over the window (0 when nothing was attempted).
     pub(crate) fn error_rate(&self, now: Instant) -> f64 {
-        let (n, f) = self.totals(now);
-        if n == 0 {
-            0.0
-        } else {
-            f64::from(f) / f64::from(n)
-        }
+        self.window.error_rate(&self.config, self.ms(now))
     }
 
     /// Records one attempt's outcome and adjusts the limit; returns the new limit.
     pub(crate) fn record(&mut self, success: bool, now: Instant) -> u32 {
-        let slot = self.slot(now);
-        let bucket = &mut self.buckets[(slot % BUCKETS as u64) as usize];
-        if bucket.slot != slot {
-            *bucket = Bucket {
-                slot,
-                ..Bucket::default()
-            };
-        }
-        if success {
-            bucket.ok = bucket.ok.saturating_add(1);
-        } else {
-            bucket.failed = bucket.failed.saturating_add(1);
-        }
-        if now.saturating_duration_since(self.last_change) < self.step() {
-            return self.limit;
-        }
-        let next = if self.unhealthy(now) {
-            (self.limit / 2).max(1)
-        } else {
-            self.limit
-                .saturating_add((self.max / 10).max(1))
-                .min(self.max)
-        };
-        if next != self.limit {
-            self.limit = next;
-            self.last_change = now;
-        }
-        self.limit
+        let now = self.ms(now);
+        let max = self.window.max;
+        let (ok, failed) = if success { (1, 0) } else { (0, 1) };
+        self.window.record(&self.config, max, ok, failed, now)
     }
 }
 
@@ -206,6 +116,8 @@ impl SharedThrottle {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use std::time::Duration;
+
     use super::*;
 
     /// Threads completing attempts at once: whatever the interleaving, the published limit is

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_core::{
-    ClusterState, NodeInfo, RateLimitConfig, StoreError, SubscriberId, ThrottleConfig,
-    ThrottleState, UnixMillis, NODE_VISIBLE_FOR_MS,
+    ClusterState, NodeInfo, RateLimitConfig, StoreError, SubscriberId, ThrottleBucket,
+    ThrottleConfig, ThrottleState, ThrottleWindow, UnixMillis, NODE_VISIBLE_FOR_MS,
+    THROTTLE_BUCKETS,
 };
 use tracing::warn;
 
@@ -17,8 +18,6 @@ use crate::{ms, notify, unms, Inner, PgStore};
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 /// How often due work is polled for (the backstop of LISTEN/NOTIFY).
 const POLL_EVERY: Duration = Duration::from_secs(1);
-/// Buckets of the throttle window (as the dispatcher's in-memory throttle).
-const BUCKETS: usize = 10;
 
 /// Writes this node's row and releases the leases a previous run with the same node id left:
 /// that run is gone (a node id is one process at a time), so none of them can still be
@@ -108,89 +107,34 @@ async fn beat(inner: &Inner, in_flight: u64) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// One subscriber's throttle row, as computed in Rust (the same rules as the dispatcher's
-/// in-memory `Throttle`, with slots counted from the epoch).
-#[derive(Debug, Clone)]
-struct Window {
-    limit: u32,
-    max: u32,
-    last_change: i64,
-    slots: Vec<i64>,
-    oks: Vec<i32>,
-    fails: Vec<i32>,
+/// One subscriber's throttle row as the core controller: slots, successes and failures are
+/// three parallel arrays in the row (a missing or short array reads as unused buckets).
+fn window_of(row: &tokio_postgres::Row) -> ThrottleWindow {
+    let (slots, oks, fails): (Vec<i64>, Vec<i32>, Vec<i32>) = (row.get(3), row.get(4), row.get(5));
+    let mut buckets = [ThrottleBucket::UNUSED; THROTTLE_BUCKETS];
+    for (i, bucket) in buckets.iter_mut().enumerate() {
+        *bucket = ThrottleBucket {
+            slot: slots.get(i).copied().unwrap_or(-1),
+            ok: u32::try_from(oks.get(i).copied().unwrap_or(0)).unwrap_or(0),
+            failed: u32::try_from(fails.get(i).copied().unwrap_or(0)).unwrap_or(0),
+        };
+    }
+    ThrottleWindow {
+        limit: u32::try_from(row.get::<_, i32>(0)).unwrap_or(1).max(1),
+        max: u32::try_from(row.get::<_, i32>(1)).unwrap_or(1).max(1),
+        last_change: row.get(2),
+        buckets,
+    }
 }
 
-impl Window {
-    fn totals(&self, current: i64) -> (u32, u32) {
-        let mut n = 0u32;
-        let mut f = 0u32;
-        for i in 0..BUCKETS {
-            let slot = self.slots.get(i).copied().unwrap_or(-1);
-            if slot >= 0 && slot <= current && current - slot < BUCKETS as i64 {
-                let ok = u32::try_from(self.oks.get(i).copied().unwrap_or(0)).unwrap_or(0);
-                let failed = u32::try_from(self.fails.get(i).copied().unwrap_or(0)).unwrap_or(0);
-                n = n.saturating_add(ok).saturating_add(failed);
-                f = f.saturating_add(failed);
-            }
-        }
-        (n, f)
-    }
-
-    fn unhealthy(&self, config: &ThrottleConfig, current: i64) -> bool {
-        let (n, f) = self.totals(current);
-        n >= config.min_requests && n > 0 && f64::from(f) / f64::from(n) > config.error_rate
-    }
-
-    fn error_rate(&self, current: i64) -> f64 {
-        let (n, f) = self.totals(current);
-        if n == 0 {
-            0.0
-        } else {
-            f64::from(f) / f64::from(n)
-        }
-    }
-
-    /// Adds the counts and applies at most one AIMD step.
-    fn record(&mut self, config: &ThrottleConfig, max: u32, ok: u32, failed: u32, now: i64) {
-        let step =
-            i64::try_from((config.window.as_millis() / BUCKETS as u128).max(1)).unwrap_or(i64::MAX);
-        let current = now / step;
-        // Reconfigured: clamp to the new max, and a raised max applies at once when healthy.
-        let max = max.max(1);
-        if max != self.max {
-            let grew = max > self.max;
-            self.max = max;
-            self.limit = self.limit.min(max);
-            if grew && !self.unhealthy(config, current) {
-                self.limit = max;
-            }
-        }
-        self.slots.resize(BUCKETS, -1);
-        self.oks.resize(BUCKETS, 0);
-        self.fails.resize(BUCKETS, 0);
-        let i = usize::try_from(current.rem_euclid(BUCKETS as i64)).unwrap_or(0);
-        if self.slots[i] != current {
-            self.slots[i] = current;
-            self.oks[i] = 0;
-            self.fails[i] = 0;
-        }
-        self.oks[i] = self.oks[i].saturating_add(i32::try_from(ok).unwrap_or(i32::MAX));
-        self.fails[i] = self.fails[i].saturating_add(i32::try_from(failed).unwrap_or(i32::MAX));
-        if now.saturating_sub(self.last_change) < step {
-            return;
-        }
-        let next = if self.unhealthy(config, current) {
-            (self.limit / 2).max(1)
-        } else {
-            self.limit
-                .saturating_add((self.max / 10).max(1))
-                .min(self.max)
-        };
-        if next != self.limit {
-            self.limit = next;
-            self.last_change = now;
-        }
-    }
+/// The row's three arrays of `w`'s buckets.
+fn arrays_of(w: &ThrottleWindow) -> (Vec<i64>, Vec<i32>, Vec<i32>) {
+    let clamp = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+    (
+        w.buckets.iter().map(|b| b.slot).collect(),
+        w.buckets.iter().map(|b| clamp(b.ok)).collect(),
+        w.buckets.iter().map(|b| clamp(b.failed)).collect(),
+    )
 }
 
 #[async_trait::async_trait]
@@ -285,8 +229,7 @@ impl ClusterState for PgStore {
         let max_i = i32::try_from(max).unwrap_or(i32::MAX);
         let mut client = self.inner.conn().await?;
         let tx = client.transaction().await.map_err(|e| db(t, e))?;
-        let empty_slots = vec![-1i64; BUCKETS];
-        let zeros = vec![0i32; BUCKETS];
+        let (empty_slots, zeros, _) = arrays_of(&ThrottleWindow::new(max, now));
         tx.execute(
             "INSERT INTO herald_throttle (subscriber, lim, max_limit, last_change, slots, oks, fails)
              VALUES ($1, $2, $2, $3, $4, $5, $5) ON CONFLICT DO NOTHING",
@@ -302,15 +245,10 @@ impl ClusterState for PgStore {
             )
             .await
             .map_err(|e| db(t, e))?;
-        let mut w = Window {
-            limit: u32::try_from(row.get::<_, i32>(0)).unwrap_or(1).max(1),
-            max: u32::try_from(row.get::<_, i32>(1)).unwrap_or(1).max(1),
-            last_change: row.get(2),
-            slots: row.get(3),
-            oks: row.get(4),
-            fails: row.get(5),
-        };
+        let mut w = window_of(&row);
+        let previous_limit = w.limit;
         w.record(config, max, succeeded, failed, now);
+        let (slots, oks, fails) = arrays_of(&w);
         tx.execute(
             "UPDATE herald_throttle SET lim = $2, max_limit = $3, last_change = $4, slots = $5,
                oks = $6, fails = $7
@@ -320,19 +258,18 @@ impl ClusterState for PgStore {
                 &i32::try_from(w.limit).unwrap_or(i32::MAX),
                 &i32::try_from(w.max).unwrap_or(i32::MAX),
                 &w.last_change,
-                &w.slots,
-                &w.oks,
-                &w.fails,
+                &slots,
+                &oks,
+                &fails,
             ],
         )
         .await
         .map_err(|e| db(t, e))?;
         tx.commit().await.map_err(|e| db(t, e))?;
-        let step =
-            i64::try_from((config.window.as_millis() / BUCKETS as u128).max(1)).unwrap_or(i64::MAX);
         Ok(ThrottleState {
             limit: w.limit,
-            error_rate: w.error_rate(now / step),
+            previous_limit,
+            error_rate: w.error_rate(config, now),
         })
     }
 }

@@ -14,7 +14,7 @@ use herald_delivery::HttpClient;
 use herald_dispatcher::Dispatcher;
 use herald_queue::{SledOptions, SledStore};
 
-/// Every `/v1` operation of SPEC §6 and §10, as (method, path).
+/// Every `/v1` operation of SPEC §6, §8 and §10, as (method, path).
 const SPEC_ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/events"),
     ("post", "/v1/events/batch"),
@@ -30,6 +30,7 @@ const SPEC_ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/deliveries/{id}"),
     ("post", "/v1/deliveries/{id}/retry"),
     ("post", "/v1/reload"),
+    ("get", "/v1/cluster"),
 ];
 
 async fn serve(dir: &std::path::Path) -> String {

@@ -88,6 +88,7 @@ impl ClusterState for FakeCluster {
             .fetch_add(succeeded + failed, Ordering::Relaxed);
         Ok(ThrottleState {
             limit: self.limit.load(Ordering::Relaxed),
+            previous_limit: self.limit.load(Ordering::Relaxed),
             error_rate: 0.25,
         })
     }
