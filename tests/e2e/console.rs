@@ -761,5 +761,39 @@ async fn console_without_a_token_is_open_but_same_origin() {
     assert_eq!(herald.subscriber("alpha").await["paused"], false);
     assert_eq!(send(Some(herald.base.clone())).await.unwrap().status(), 303);
     assert_eq!(herald.subscriber("alpha").await["paused"], true);
+
+    // Every action refuses a same-origin form without the CSRF token, and changes nothing.
+    for (path, body) in [
+        ("/console/subscribers/alpha/resume", "csrf=wrong"),
+        ("/console/subscribers/alpha/pause", "csrf=wrong&reason=r"),
+        ("/console/subscribers/alpha/redrive", "csrf=wrong"),
+        (
+            "/console/deliveries/0190b5d4-0000-7000-8000-000000000000/retry",
+            "csrf=wrong",
+        ),
+        (
+            "/console/subscribers/alpha/replay",
+            "csrf=wrong&since=1h&status=dead&confirm=1",
+        ),
+        (
+            "/console/subscribers/alpha/resume",
+            "reason=no-token-at-all",
+        ),
+    ] {
+        let res = http
+            .post(herald.url(path))
+            .header("origin", herald.base.clone())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        assert!(
+            status == 403 || (status == 422 && !body.contains("csrf")),
+            "{path} {body}: {status}"
+        );
+    }
+    assert_eq!(herald.subscriber("alpha").await["paused"], true);
     let _: Value = herald.subscriber("alpha").await;
 }

@@ -9,13 +9,14 @@
 //!   per process).
 //! - Every request other than GET/HEAD must come from the console's own origin: its `Origin`
 //!   must name the host the request was sent to; a request without `Origin` must say
-//!   `Sec-Fetch-Site: same-origin`. A request with neither is refused. Handlers also check the
-//!   form's CSRF token ([`Visitor::check`]).
+//!   `Sec-Fetch-Site: same-origin`. A request with neither is refused. Every action's form is
+//!   read through [`CheckedForm`], which refuses it unless it carries the visitor's CSRF token,
+//!   so no handler can forget the check.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -23,6 +24,7 @@ use axum::{Extension, Form};
 use herald_core::Secret;
 use parking_lot::Mutex;
 use rand::RngCore;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::{pages, Console};
@@ -60,6 +62,41 @@ impl Visitor {
     /// Whether a form's CSRF token is this visitor's.
     pub(crate) fn check(&self, given: &str) -> bool {
         token_matches(given.as_bytes(), self.csrf.as_bytes())
+    }
+}
+
+/// A console form: where its CSRF token is.
+pub(crate) trait CsrfForm {
+    /// The token the form carried.
+    fn csrf(&self) -> &str;
+}
+
+/// A form posted by this visitor: read, and refused (403) unless its CSRF token is the
+/// visitor's, before the handler runs.
+pub(crate) struct CheckedForm<T>(pub(crate) T);
+
+impl<S, T> FromRequest<S> for CheckedForm<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + CsrfForm,
+{
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Response> {
+        // Set by `require_session` on every console route; missing means not signed in.
+        let visitor = request
+            .extensions()
+            .get::<Visitor>()
+            .cloned()
+            .ok_or_else(csrf_refused)?;
+        let Form(form) = Form::<T>::from_request(request, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        if visitor.check(form.csrf()) {
+            Ok(Self(form))
+        } else {
+            Err(csrf_refused())
+        }
     }
 }
 

@@ -6,11 +6,11 @@ use std::time::Instant;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::{Extension, Form};
+use axum::Extension;
 use herald_core::{DeliveryId, DeliveryStatus, EventId, UnixMillis};
 use serde::Deserialize;
 
-use super::auth::{csrf_refused, Visitor};
+use super::auth::{CheckedForm, CsrfForm, Visitor};
 use super::{data, pages, Console};
 use crate::error::ApiError;
 
@@ -193,9 +193,22 @@ pub(crate) struct PauseForm {
     reason: String,
 }
 
+impl CsrfForm for PauseForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// A form that carries nothing but its CSRF token (resume, redrive, retry).
 #[derive(Deserialize)]
-pub(crate) struct CsrfForm {
+pub(crate) struct ActionForm {
     csrf: String,
+}
+
+impl CsrfForm for ActionForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
 }
 
 fn to_subscriber(id: &str, done: &str) -> Response {
@@ -205,13 +218,9 @@ fn to_subscriber(id: &str, done: &str) -> Response {
 /// `POST /console/subscribers/{id}/pause` with `Reason`.
 pub(crate) async fn pause(
     State(console): State<Console>,
-    Extension(visitor): Extension<Visitor>,
     Path(id): Path<String>,
-    Form(form): Form<PauseForm>,
+    CheckedForm(form): CheckedForm<PauseForm>,
 ) -> Response {
-    if !visitor.check(&form.csrf) {
-        return csrf_refused();
-    }
     let reason = match form.reason.trim() {
         "" => "paused by an operator (console)",
         r => r,
@@ -225,13 +234,9 @@ pub(crate) async fn pause(
 /// `POST /console/subscribers/{id}/resume`.
 pub(crate) async fn resume(
     State(console): State<Console>,
-    Extension(visitor): Extension<Visitor>,
     Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
+    CheckedForm(_): CheckedForm<ActionForm>,
 ) -> Response {
-    if !visitor.check(&form.csrf) {
-        return csrf_refused();
-    }
     match data::resume(&console.api, &id).await {
         Ok(()) => to_subscriber(&id, "resumed"),
         Err(e) => failure(e),
@@ -241,13 +246,9 @@ pub(crate) async fn resume(
 /// `POST /console/subscribers/{id}/redrive`.
 pub(crate) async fn redrive(
     State(console): State<Console>,
-    Extension(visitor): Extension<Visitor>,
     Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
+    CheckedForm(_): CheckedForm<ActionForm>,
 ) -> Response {
-    if !visitor.check(&form.csrf) {
-        return csrf_refused();
-    }
     if !data::is_configured(&console.api, &id) {
         return failure(ApiError::not_found(
             "unknown_subscriber",
@@ -263,13 +264,9 @@ pub(crate) async fn redrive(
 /// `POST /console/deliveries/{id}/retry`.
 pub(crate) async fn retry(
     State(console): State<Console>,
-    Extension(visitor): Extension<Visitor>,
     Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
+    CheckedForm(_): CheckedForm<ActionForm>,
 ) -> Response {
-    if !visitor.check(&form.csrf) {
-        return csrf_refused();
-    }
     match data::retry(&console.api, &id).await {
         Ok(()) => Redirect::to(&format!("/console/deliveries/{id}?done=retried")).into_response(),
         Err(e) => failure(e),
@@ -290,17 +287,20 @@ pub(crate) struct ReplayForm {
     confirm: String,
 }
 
+impl CsrfForm for ReplayForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 /// `POST /console/subscribers/{id}/replay`: without `confirm`, a dry run whose count is shown
 /// with a confirmation form (the window made absolute, so it cannot move); with it, the replay.
 pub(crate) async fn replay(
     State(console): State<Console>,
     Extension(visitor): Extension<Visitor>,
     Path(id): Path<String>,
-    Form(form): Form<ReplayForm>,
+    CheckedForm(form): CheckedForm<ReplayForm>,
 ) -> Response {
-    if !visitor.check(&form.csrf) {
-        return csrf_refused();
-    }
     if !data::is_configured(&console.api, &id) {
         return failure(ApiError::not_found(
             "unknown_subscriber",
