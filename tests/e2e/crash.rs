@@ -16,21 +16,34 @@ const ROUNDS: usize = 8;
 const BATCHES: usize = 80;
 const BATCH_SIZE: usize = 100;
 
-/// Posts batches until `BATCHES` were acknowledged or `stop`; records every acknowledged id.
+/// How a producer posts: events per batch (alternately `EVEN` and `ODD`, with `pad` bytes of
+/// padding), the pause after each acknowledged batch, and how many batches to post at most.
+#[derive(Debug, Clone, Copy)]
+struct Load {
+    batch: usize,
+    pad: usize,
+    pace: Duration,
+    max_batches: usize,
+}
+
+/// Posts batches until `load.max_batches` were acknowledged or `stop`; records every
+/// acknowledged delivery id and counts acknowledged batches. A batch that is refused or cut
+/// (the daemon was killed or is restarting) is not acknowledged and is simply not counted.
 async fn produce(
     http: reqwest::Client,
     base: String,
+    load: Load,
     acked: Arc<Mutex<HashSet<String>>>,
     batches: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 ) {
     let mut seq = 0u64;
-    while !stop.load(Ordering::SeqCst) && batches.load(Ordering::SeqCst) < BATCHES {
-        let events: Vec<Value> = (0..BATCH_SIZE)
+    while !stop.load(Ordering::SeqCst) && batches.load(Ordering::SeqCst) < load.max_batches {
+        let events: Vec<Value> = (0..load.batch)
             .map(|i| {
                 seq += 1;
                 let kind = if i % 2 == 0 { "EVEN" } else { "ODD" };
-                json!({"event_type": kind, "payload": {"seq": seq, "pad": "x".repeat(64)}})
+                json!({"event_type": kind, "payload": {"seq": seq, "pad": "x".repeat(load.pad)}})
             })
             .collect();
         let res = http
@@ -43,7 +56,6 @@ async fn produce(
             _ => None,
         };
         let Some(body) = body else {
-            // Killed or restarting: nothing acknowledged, try again shortly.
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         };
@@ -56,8 +68,7 @@ async fn produce(
             }
         }
         batches.fetch_add(1, Ordering::SeqCst);
-        // Spread the ingest over the kill rounds.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(load.pace).await;
     }
 }
 
@@ -88,6 +99,13 @@ async fn sigkill_at_random_moments_loses_nothing() {
             tokio::spawn(produce(
                 h.http.clone(),
                 h.base.clone(),
+                Load {
+                    batch: BATCH_SIZE,
+                    pad: 64,
+                    // Spread the ingest over the kill rounds.
+                    pace: Duration::from_millis(100),
+                    max_batches: BATCHES,
+                },
                 Arc::clone(&acked),
                 Arc::clone(&batches),
                 Arc::clone(&stop),
@@ -193,42 +211,6 @@ const CAMPAIGN_PACE: Duration = Duration::from_millis(50);
 /// The subscriber's `max_in_flight`: at most this many deliveries are in flight at a kill.
 const CAMPAIGN_IN_FLIGHT: u32 = 20;
 
-/// Posts batches until `stop`; records every acknowledged delivery id.
-async fn produce_until(
-    http: reqwest::Client,
-    base: String,
-    acked: Arc<Mutex<HashSet<String>>>,
-    stop: Arc<AtomicBool>,
-) {
-    let mut seq = 0u64;
-    while !stop.load(Ordering::SeqCst) {
-        let events: Vec<Value> = (0..CAMPAIGN_BATCH)
-            .map(|_| {
-                seq += 1;
-                json!({"event_type": "T", "payload": {"seq": seq, "pad": "x".repeat(200)}})
-            })
-            .collect();
-        let res = http
-            .post(format!("{base}/v1/events/batch"))
-            .json(&json!({ "events": events }))
-            .send()
-            .await;
-        let body: Option<Value> = match res {
-            Ok(r) if r.status().as_u16() == 202 => r.json().await.ok(),
-            _ => None,
-        };
-        if let Some(body) = body {
-            let mut acked = acked.lock();
-            for result in body["results"].as_array().into_iter().flatten() {
-                for d in result["deliveries"].as_array().into_iter().flatten() {
-                    acked.insert(d["id"].as_str().unwrap_or_default().to_owned());
-                }
-            }
-        }
-        tokio::time::sleep(CAMPAIGN_PACE).await;
-    }
-}
-
 /// What a campaign measured.
 #[derive(Debug)]
 struct Campaign {
@@ -258,10 +240,17 @@ async fn kill_campaign(kills: usize) -> Campaign {
     .await;
     let acked = Arc::new(Mutex::new(HashSet::new()));
     let stop = Arc::new(AtomicBool::new(false));
-    let producer = tokio::spawn(produce_until(
+    let producer = tokio::spawn(produce(
         h.http.clone(),
         h.base.clone(),
+        Load {
+            batch: CAMPAIGN_BATCH,
+            pad: 200,
+            pace: CAMPAIGN_PACE,
+            max_batches: usize::MAX,
+        },
         Arc::clone(&acked),
+        Arc::new(AtomicUsize::new(0)),
         Arc::clone(&stop),
     ));
     let mut rng = Rng::seeded();
