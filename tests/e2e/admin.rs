@@ -192,7 +192,7 @@ async fn subscriber_fields_and_no_secrets_anywhere() {
             "-c".into(),
             h.config_path.display().to_string(),
         ],
-        vec![],
+        h.env(),
     )
     .await;
     answers.push(String::from_utf8_lossy(&check.stdout).into_owned());
@@ -204,7 +204,7 @@ async fn subscriber_fields_and_no_secrets_anywhere() {
             "-c".into(),
             h.config_path.display().to_string(),
         ],
-        vec![],
+        h.env(),
     )
     .await;
     assert!(check.status.success());

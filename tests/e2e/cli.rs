@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::harness::{Config, Herald, Mode, Receiver, Sub, HERALD};
+use crate::harness::{wait_for, Config, Herald, Mode, Receiver, Sub, HERALD};
 
 /// `herald <args> --url <daemon>` with `COLUMNS` set or removed; stdout is a pipe.
 async fn client(h: &Herald, args: &[&str], columns: Option<&str>) -> Output {
@@ -121,6 +121,11 @@ async fn tables_and_summaries_for_people_json_for_scripts() {
         .await;
     h.wait_delivery(&dead, "dead", Duration::from_secs(10))
         .await;
+    // On PostgreSQL the error rate is the cluster's, published at its next step (≤ 500 ms).
+    wait_for(Duration::from_secs(5), "flaky's error rate", || async {
+        (h.subscriber("flaky").await["error_rate"].as_f64() > Some(0.0)).then_some(())
+    })
+    .await;
 
     // --- herald subscribers: piped, so nothing is cut.
     let headers = [

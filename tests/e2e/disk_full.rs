@@ -57,7 +57,9 @@ async fn full_disk_answers_507_and_loses_nothing_acknowledged() {
     }
     let mounted = Mounted(disk.path().to_owned());
     let rx = Receiver::start().await;
-    let mut config = Config::default().sub(Sub::new("a", &rx.url("/a")));
+    let mut config = Config::default()
+        .sled_only()
+        .sub(Sub::new("a", &rx.url("/a")));
     config.storage = disk.path().join("store").display().to_string();
     let mut herald = Herald::start(config).await;
     // Hold deliveries so the store only grows.

@@ -145,7 +145,9 @@ async fn a_202_is_answered_only_after_an_fsync_of_the_store() {
         return;
     }
     let rx = Receiver::start().await;
-    let config = Config::default().sub(Sub::new("s", &rx.url("/s")));
+    let config = Config::default()
+        .sled_only()
+        .sub(Sub::new("s", &rx.url("/s")));
     let dir = tempfile::tempdir().unwrap();
     let config_path = config.write(dir.path());
     let store: PathBuf = dir.path().join(&config.storage);

@@ -587,6 +587,9 @@ pub struct Config {
     pub engine: Engine,
     /// Appended to herald.toml verbatim (e.g. an `[alerts]` table).
     pub daemon_extra: String,
+    /// The test is about sled itself (its files, fsyncs, a full disk): it stays on sled when
+    /// `HERALD_E2E_ENGINE=postgres` runs the suite on PostgreSQL.
+    pub sled_only: bool,
 }
 
 /// The storage engine a test daemon runs on.
@@ -616,7 +619,19 @@ impl Default for Config {
             env: Vec::new(),
             engine: Engine::Sled,
             daemon_extra: String::new(),
+            sled_only: false,
         }
+    }
+}
+
+/// Whether `HERALD_E2E_ENGINE=postgres` asks for the whole suite on PostgreSQL: then every
+/// daemon a test starts with the default engine gets a fresh database of its own (tests that
+/// are about sled's files stay on sled, see [`Config::sled_only`]). Unset or `sled`: sled.
+fn suite_on_postgres() -> bool {
+    match std::env::var("HERALD_E2E_ENGINE").as_deref() {
+        Err(_) | Ok("" | "sled") => false,
+        Ok("postgres") => true,
+        Ok(other) => panic!("HERALD_E2E_ENGINE={other:?}: use \"sled\" or \"postgres\""),
     }
 }
 
@@ -648,6 +663,11 @@ impl Config {
         self
     }
     /// Runs on PostgreSQL at `url` (a node of the cluster on that database).
+    /// Keeps this daemon on sled whatever `HERALD_E2E_ENGINE` says.
+    pub fn sled_only(mut self) -> Self {
+        self.sled_only = true;
+        self
+    }
     pub fn postgres(mut self, url: &str, node_id: Option<&str>) -> Self {
         self.engine = Engine::Postgres {
             url: url.to_owned(),
@@ -722,6 +742,8 @@ pub struct Herald {
     pub base: String,
     pub http: reqwest::Client,
     child: Option<Child>,
+    /// The database of a daemon moved to PostgreSQL by `HERALD_E2E_ENGINE` (dropped with it).
+    _db: Option<TestDb>,
 }
 
 impl Drop for Herald {
@@ -758,7 +780,20 @@ pub fn spawn_run(config_path: &Path, log: &Path, env: &[(String, String)]) -> Ch
 
 impl Herald {
     /// Writes the config into a new temp dir, starts the daemon and waits until it is healthy.
-    pub async fn start(config: Config) -> Self {
+    pub async fn start(mut config: Config) -> Self {
+        let db =
+            if !config.sled_only && matches!(config.engine, Engine::Sled) && suite_on_postgres() {
+                let db = TestDb::create()
+                    .await
+                    .expect("HERALD_E2E_ENGINE=postgres needs HERALD_TEST_DATABASE_URL");
+                config.engine = Engine::Postgres {
+                    url: db.url.clone(),
+                    node_id: None,
+                };
+                Some(db)
+            } else {
+                None
+            };
         let dir = tempfile::tempdir().expect("tempdir");
         let config_path = config.write(dir.path());
         let log_path = dir.path().join("herald.log");
@@ -775,16 +810,24 @@ impl Herald {
             base,
             http,
             child: None,
+            _db: db,
         };
         h.spawn_and_wait().await;
         h
     }
 
-    async fn spawn_and_wait(&mut self) {
+    /// The environment the daemon runs with: the config's, and the database URL on PostgreSQL
+    /// (pass it to `herald check` of the same config).
+    pub fn env(&self) -> Vec<(String, String)> {
         let mut env = self.config.env.clone();
         if let Engine::Postgres { url, .. } = &self.config.engine {
             env.push(("HERALD_DATABASE_URL".to_owned(), url.clone()));
         }
+        env
+    }
+
+    async fn spawn_and_wait(&mut self) {
+        let env = self.env();
         self.child = Some(spawn_run(&self.config_path, &self.log_path, &env));
         let until = Instant::now() + Duration::from_secs(20);
         loop {

@@ -18,11 +18,18 @@ async fn exit_of(mut child: std::process::Child, deadline: Duration) -> std::pro
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_herald_on_a_locked_store_exits_with_a_clear_message() {
     let rx = Receiver::start().await;
-    let h = Herald::start(Config::default().sub(Sub::new("a", &rx.url("/a")))).await;
+    let h = Herald::start(
+        Config::default()
+            .sled_only()
+            .sub(Sub::new("a", &rx.url("/a"))),
+    )
+    .await;
     let store = h.dir.path().join("data");
 
     let dir = tempfile::tempdir().unwrap();
-    let mut second = Config::default().sub(Sub::new("a", &rx.url("/a")));
+    let mut second = Config::default()
+        .sled_only()
+        .sub(Sub::new("a", &rx.url("/a")));
     second.storage = store.display().to_string();
     let path = second.write(dir.path());
     let log = dir.path().join("second.log");
@@ -47,7 +54,9 @@ async fn unwritable_store_path_exits_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     // A directory under a regular file cannot be created, not even by root.
     std::fs::write(dir.path().join("afile"), "not a directory").unwrap();
-    let mut config = Config::default().sub(Sub::new("a", "http://127.0.0.1:9/a"));
+    let mut config = Config::default()
+        .sled_only()
+        .sub(Sub::new("a", "http://127.0.0.1:9/a"));
     config.storage = "afile/store".to_owned();
     let path = config.write(dir.path());
     let log = dir.path().join("herald.log");
@@ -71,6 +80,7 @@ async fn finished_deliveries_are_purged_after_the_retention() {
     let rx = Receiver::start().await;
     let h = Herald::start(
         Config::default()
+            .sled_only()
             .retention("2s")
             .sub(Sub::new("a", &rx.url("/a"))),
     )
