@@ -17,20 +17,12 @@ fn alerts(ops: &Receiver) -> Vec<(String, Value)> {
         .filter(|r| r.header("webhook-signature").is_some())
         .map(|r| {
             let body: Value = serde_json::from_slice(&r.body).unwrap();
-            let kind = if body.get("delivery_id").is_some() {
-                "herald.delivery.dead"
-            } else if body.get("effective_limit").is_some() {
-                if body["effective_limit"] == body["max_in_flight"] {
-                    "herald.subscriber.recovered"
-                } else {
-                    "herald.subscriber.throttled"
-                }
-            } else if body["reason"] == "resumed by an operator" {
-                "herald.subscriber.resumed"
-            } else {
-                "herald.subscriber.paused"
-            };
-            (kind.to_owned(), body)
+            // Each alert names its type in the payload (the wire carries no event type).
+            let kind = body["type"]
+                .as_str()
+                .expect("an alert names its type")
+                .to_owned();
+            (kind, body)
         })
         .collect()
 }

@@ -1,6 +1,8 @@
 //! Operator alerts (SPEC §10): Herald's own events, sent to the `[alerts] subscriber` through
 //! the normal pipeline (stored durably, signed and retried like any event).
 //!
+//! Every payload also carries `"type"`: the event type, since the wire carries the payload alone.
+//!
 //! | event type | when | payload |
 //! |---|---|---|
 //! | `herald.subscriber.paused` | an operator, or a `410 Gone`, pauses a subscriber | `{subscriber, reason, at}` |
@@ -103,6 +105,12 @@ impl Alerts {
         let Some(target) = shared.alerts.target_for(about) else {
             return;
         };
+        // The wire carries no event type (SPEC §4 sends the payload alone), so the payload names
+        // its own: a receiver tells `paused` from `resumed` by it.
+        let mut payload = payload;
+        if let Some(fields) = payload.as_object_mut() {
+            fields.insert("type".to_owned(), serde_json::Value::from(event_type));
+        }
         let event = NewEvent {
             event_type: event_type.to_owned(),
             payload: Bytes::from(payload.to_string()),
