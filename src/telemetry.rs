@@ -23,17 +23,19 @@
 //! own diagnostics are compiled out (no `internal-logs` feature): they print the full URL.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
+use base64::prelude::{Engine as _, BASE64_STANDARD};
 use herald_config::TelemetryConfig;
 use herald_core::{AttemptOutcome, AttemptSpan, DisplayUrl, IngestSpan, SpanSink, Traceparent};
 use opentelemetry::trace::{
     SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
 };
 use opentelemetry::{InstrumentationScope, KeyValue};
-use opentelemetry_otlp::{Protocol, WithExportConfig as _};
+use opentelemetry_otlp::{Protocol, WithExportConfig as _, WithHttpConfig as _};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{
     BatchSpanProcessor, SpanData, SpanEvents, SpanExporter, SpanLinks, SpanProcessor as _,
@@ -62,10 +64,16 @@ impl Telemetry {
     /// Builds the exporter and starts the batch processor's thread.
     pub(crate) fn start(config: &TelemetryConfig) -> anyhow::Result<Self> {
         let endpoint = config.display_url();
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
+        let mut builder = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_protocol(Protocol::HttpBinary)
-            .with_endpoint(config.traces_url().as_str())
+            .with_endpoint(config.traces_url().as_str());
+        if let Some(credentials) = config.basic_auth() {
+            // The endpoint's user info, as a header rather than in the URL (see herald-config).
+            let value = format!("Basic {}", BASE64_STANDARD.encode(credentials.expose()));
+            builder = builder.with_headers(HashMap::from([("authorization".to_owned(), value)]));
+        }
+        let exporter = builder
             .build()
             // The error may quote the endpoint it was given: show it as displayed instead.
             .map_err(|e| {

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use base64::Engine as _;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
@@ -27,13 +28,16 @@ use crate::harness::{receipt_ids, wait_for, Config, Herald, Mode, Receiver, Sub}
 const QUERY_MARK: &str = "QUERYMARK-s3cr3t";
 const APIKEY_MARK: &str = "APIKEYMARK-s3cr3t";
 const TOKEN_MARK: &str = "TOKENMARK-s3cr3t";
-/// In the collector's URL: sent to the collector, never logged.
+/// In the collector's URL (query, password): sent to the collector, never logged.
 const OTLP_MARK: &str = "OTLPMARK-s3cr3t";
+const OTLP_PW_MARK: &str = "OTLPPWMARK-s3cr3t";
+const ALL_MARKS: [&str; 5] = [QUERY_MARK, APIKEY_MARK, TOKEN_MARK, OTLP_MARK, OTLP_PW_MARK];
 
 /// One post the collector got.
 #[derive(Clone)]
 struct Post {
     query: Option<String>,
+    authorization: Option<String>,
     body: Bytes,
 }
 
@@ -60,9 +64,18 @@ impl Drop for Collector {
 async fn collect(
     State(state): State<Arc<CollectorState>>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    state.posts.lock().push(Post { query, body });
+    let authorization = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    state.posts.lock().push(Post {
+        query,
+        authorization,
+        body,
+    });
     let status = StatusCode::from_u16(*state.status.lock()).unwrap_or(StatusCode::OK);
     (
         status,
@@ -205,12 +218,12 @@ async fn span_in(
 
 fn assert_no_secret_anywhere(collector: &Collector, h: &Herald) {
     let log = h.log_text();
-    for mark in [QUERY_MARK, APIKEY_MARK, TOKEN_MARK, OTLP_MARK] {
+    for mark in ALL_MARKS {
         assert!(!log.contains(mark), "the log shows {mark}:\n{log}");
     }
     for post in collector.posts() {
         let body = String::from_utf8_lossy(&post.body);
-        for mark in [QUERY_MARK, APIKEY_MARK, TOKEN_MARK, OTLP_MARK] {
+        for mark in ALL_MARKS {
             assert!(!body.contains(mark), "an exported span holds {mark}");
         }
     }
@@ -221,7 +234,10 @@ async fn ingest_and_attempt_spans_join_the_callers_trace() {
     let collector = Collector::start(200).await;
     let acme = Receiver::start().await;
     let failing = Receiver::start_with(Mode::Status(500)).await;
-    let url = format!("http://{}?tenant={OTLP_MARK}", collector.addr);
+    let url = format!(
+        "http://otlp-user:{OTLP_PW_MARK}@{}?tenant={OTLP_MARK}",
+        collector.addr
+    );
     let h = Herald::start(
         config(&url, &acme).sub(
             Sub::new("failing", &failing.url("/in"))
@@ -311,11 +327,16 @@ async fn ingest_and_attempt_spans_join_the_callers_trace() {
         .await;
     }
 
-    // The collector URL is used with its query; nothing secret is exported or logged.
-    let posts = collector.posts();
-    assert!(posts
-        .iter()
-        .all(|p| p.query.as_deref() == Some(&format!("tenant={OTLP_MARK}"))));
+    // The collector URL is used with its query, its user info as Basic authentication;
+    // nothing secret is exported or logged.
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("otlp-user:{OTLP_PW_MARK}"))
+    );
+    for post in collector.posts() {
+        assert_eq!(post.query, Some(format!("tenant={OTLP_MARK}")));
+        assert_eq!(post.authorization.as_ref(), Some(&basic));
+    }
     assert_no_secret_anywhere(&collector, &h);
     assert!(
         h.log_text().contains("exporting spans over OTLP/HTTP"),
@@ -448,7 +469,9 @@ async fn a_failing_or_missing_collector_never_holds_up_delivery() {
         assert!(status.success(), "{status}; log:\n{}", h.log_text());
         h.assert_no_panic();
         let log = h.log_text();
-        assert!(!log.contains(OTLP_MARK), "{log}");
+        for mark in ALL_MARKS {
+            assert!(!log.contains(mark), "the log shows {mark}:\n{log}");
+        }
     }
     assert!(
         !broken.posts().is_empty(),

@@ -183,20 +183,29 @@ pub struct AlertsConfig {
 /// (or `/v1/traces/`) is used as it is, without the trailing slash. The query string is kept. Both `http://` and `https://` are accepted whatever
 /// `[security]` says (the collector is the operator's own infrastructure, not a subscriber).
 ///
-/// The URL may carry credentials (user info, a token in the query): `Debug` shows it as a
-/// [`DisplayUrl`] only, and so must every log line.
+/// The URL may carry credentials: user info (`https://user:password@…`, percent-encoded as
+/// URLs require) is taken out of the URL and sent as `Authorization: Basic` instead
+/// ([`TelemetryConfig::basic_auth`]), so that no HTTP library ever sees or logs it; a token in
+/// the query string stays in the URL. `Debug` shows the URL as a [`DisplayUrl`] only, and so
+/// must every log line.
 #[derive(Clone, PartialEq, Eq)]
 pub struct TelemetryConfig {
     traces_url: Url,
+    basic_auth: Option<Secret>,
     /// `service.name` of the exported spans (default `herald`).
     pub service_name: String,
 }
 
 impl TelemetryConfig {
-    /// Where spans are posted: the full URL, credentials and query included. Send to it, never
-    /// print it ([`TelemetryConfig::display_url`] is the printable form).
+    /// Where spans are posted: the URL without user info, its query included. Send to it,
+    /// never print it ([`TelemetryConfig::display_url`] is the printable form).
     pub fn traces_url(&self) -> &Url {
         &self.traces_url
+    }
+
+    /// `user:password` from the endpoint's user info, decoded, for `Authorization: Basic`.
+    pub fn basic_auth(&self) -> Option<&Secret> {
+        self.basic_auth.as_ref()
     }
 
     /// The traces URL without user info and query, for logs and `herald check`.
@@ -209,6 +218,7 @@ impl fmt::Debug for TelemetryConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TelemetryConfig")
             .field("traces_url", &self.display_url())
+            .field("basic_auth", &self.basic_auth)
             .field("service_name", &self.service_name)
             .finish()
     }
@@ -612,15 +622,17 @@ fn telemetry(
             check_service_name(&name).map(|()| name),
         ),
     };
+    let (traces_url, basic_auth) = traces_url?;
     Some(Some(TelemetryConfig {
-        traces_url: traces_url?,
+        traces_url,
+        basic_auth,
         service_name: service_name?,
     }))
 }
 
-/// The URL spans are posted to, from `otlp_endpoint` (see [`TelemetryConfig`]). Messages never
-/// repeat the value: it may hold credentials.
-fn traces_url(raw: &str) -> Result<Url, String> {
+/// The URL spans are posted to, from `otlp_endpoint`, and the `user:password` taken out of it
+/// (see [`TelemetryConfig`]). Messages never repeat the value: it may hold credentials.
+fn traces_url(raw: &str) -> Result<(Url, Option<Secret>), String> {
     const NOT_SHOWN: &str = "value not shown: it may hold credentials";
     let raw = raw.trim();
     if raw.is_empty() {
@@ -639,6 +651,26 @@ fn traces_url(raw: &str) -> Result<Url, String> {
         return Err(format!("has no host ({NOT_SHOWN})"));
     }
     url.set_fragment(None);
+    let basic_auth = if url.username().is_empty() && url.password().is_none() {
+        None
+    } else {
+        let user = percent_decode(url.username());
+        let password = percent_decode(url.password().unwrap_or_default());
+        let (Some(user), Some(password)) = (user, password) else {
+            return Err(format!(
+                "has user info that is not UTF-8 once percent-decoded ({NOT_SHOWN})"
+            ));
+        };
+        if user.contains(':') {
+            return Err(format!(
+                "has a user name with ':' in it, which Basic authentication cannot carry ({NOT_SHOWN})"
+            ));
+        }
+        // Cannot fail on an http(s) URL with a host.
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        Some(Secret::new(format!("{user}:{password}")))
+    };
     let path = url.path().trim_end_matches('/');
     let path = if path.ends_with(OTLP_TRACES_PATH) {
         path.to_owned()
@@ -646,7 +678,31 @@ fn traces_url(raw: &str) -> Result<Url, String> {
         format!("{path}{OTLP_TRACES_PATH}")
     };
     url.set_path(&path);
-    Ok(url)
+    Ok((url, basic_auth))
+}
+
+/// `%XX` sequences decoded; `None` when the result is not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 fn check_service_name(name: &str) -> Result<(), String> {

@@ -57,7 +57,8 @@
 //! - **`[telemetry] otlp_endpoint`** is the collector's OTLP/HTTP base URL (`http://` or
 //!   `https://`, whatever `[security]` says): spans go to it with `/v1/traces` appended to
 //!   its path, unless the path already ends in `/v1/traces`. It may hold credentials, so it is
-//!   never quoted in messages nor shown but as a [`herald_core::DisplayUrl`].
+//!   never quoted in messages nor shown but as a [`herald_core::DisplayUrl`]; its user info
+//!   (`user:password@`) is sent as `Authorization: Basic`, not as part of the URL.
 //! - **`api_token`** must be non-empty and free of whitespace; remove the key to disable API
 //!   authentication.
 //!

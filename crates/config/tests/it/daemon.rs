@@ -395,8 +395,12 @@ fn the_telemetry_endpoint_is_never_shown_with_its_credentials() {
     let telemetry = config.telemetry.as_ref().unwrap();
     assert_eq!(
         telemetry.traces_url().as_str(),
-        "https://user:pw-MARKER@otel.example:4318/v1/traces?token=tok-MARKER",
-        "the full URL is what is sent to"
+        "https://otel.example:4318/v1/traces?token=tok-MARKER",
+        "the URL sent to keeps its query; the user info becomes Basic authentication"
+    );
+    assert_eq!(
+        telemetry.basic_auth().map(|s| s.expose()),
+        Some("user:pw-MARKER")
     );
     assert_eq!(
         telemetry.display_url().as_str(),
@@ -405,6 +409,34 @@ fn the_telemetry_endpoint_is_never_shown_with_its_credentials() {
     let debug = format!("{config:?} {config:#?}");
     assert!(debug.contains("otel.example:4318/v1/traces"), "{debug}");
     assert!(!debug.contains("MARKER"), "{debug}");
+}
+
+#[test]
+fn the_telemetry_user_info_is_percent_decoded() {
+    let fixture = Fixture::new(
+        "[telemetry]\notlp_endpoint = \"https://inst%2042:p%40ss%3Aw@otel.example\"\n",
+    );
+    let telemetry = fixture.load().unwrap().telemetry.unwrap();
+    assert_eq!(
+        telemetry.basic_auth().map(|s| s.expose()),
+        Some("inst 42:p@ss:w")
+    );
+    assert_eq!(
+        telemetry.traces_url().as_str(),
+        "https://otel.example/v1/traces"
+    );
+    let fixture = Fixture::new("[telemetry]\notlp_endpoint = \"https://tok3n@otel.example\"\n");
+    let telemetry = fixture.load().unwrap().telemetry.unwrap();
+    assert_eq!(telemetry.basic_auth().map(|s| s.expose()), Some("tok3n:"));
+    assert_eq!(
+        Fixture::new("[telemetry]\notlp_endpoint = \"http://c:4318\"\n")
+            .load()
+            .unwrap()
+            .telemetry
+            .unwrap()
+            .basic_auth(),
+        None
+    );
 }
 
 #[test]
@@ -435,6 +467,16 @@ fn telemetry_errors_name_the_key_never_the_url() {
             "[telemetry]\notlp_endpoint = \"http://u:pw-MARKER@:4318\"\n",
             "telemetry.otlp_endpoint",
             "",
+        ),
+        (
+            "[telemetry]\notlp_endpoint = \"http://us%3Aer:pw-MARKER@c:4318\"\n",
+            "telemetry.otlp_endpoint",
+            "':'",
+        ),
+        (
+            "[telemetry]\notlp_endpoint = \"http://u:pw-MARKER%FF@c:4318\"\n",
+            "telemetry.otlp_endpoint",
+            "not UTF-8",
         ),
         (
             "[telemetry]\notlp_endpoint = \"http://c:4318\"\nservice_name = \"\"\n",
