@@ -25,10 +25,11 @@
 //! ```
 //!
 //! runs only the live phase, `--otlp-rounds` times without and with span export, alternating
-//! (a fresh Herald, store and receiver each time), and prints each run and the medians. With
-//! export, Herald posts its spans to an OTLP/HTTP sink in this process that decodes and counts
-//! them (so each run also reports how many spans arrived). `--otlp` runs the normal phases with
-//! export on.
+//! (a fresh Herald, store and receiver each time), and prints each run (with Herald's CPU time
+//! per event, from `/proc`) and the medians. With export, Herald posts its spans to an
+//! OTLP/HTTP sink in this process that keeps the bodies and counts their spans after the run
+//! (after Herald's shutdown flush), so each run also reports how many spans arrived. `--otlp`
+//! runs the normal phases with export on.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -185,57 +186,88 @@ impl Herald {
     }
 }
 
-/// An OTLP/HTTP trace sink on loopback: takes `POST /v1/traces`, counts the spans in each
-/// protobuf body and answers 200 with an empty body.
+/// An OTLP/HTTP trace sink on loopback: takes `POST /v1/traces`, keeps the bodies and answers
+/// 200 with an empty body. The spans are counted later ([`SpanSink::take_spans`]), so that
+/// decoding does not compete with Herald for the CPU during a run.
 struct SpanSink {
     addr: SocketAddr,
-    spans: Arc<AtomicU64>,
+    bodies: Arc<Mutex<Vec<Bytes>>>,
+}
+
+impl SpanSink {
+    /// The spans in the bodies received since the last call.
+    fn take_spans(&self) -> u64 {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use prost::Message as _;
+        let bodies = std::mem::take(&mut *self.bodies.lock());
+        bodies
+            .iter()
+            .map(|body| {
+                ExportTraceServiceRequest::decode(body.as_ref())
+                    .map(|r| {
+                        r.resource_spans
+                            .iter()
+                            .flat_map(|r| &r.scope_spans)
+                            .map(|s| s.spans.len() as u64)
+                            .sum::<u64>()
+                    })
+                    .unwrap_or(0)
+            })
+            .sum()
+    }
 }
 
 async fn sink_spans(
     request: hyper::Request<hyper::body::Incoming>,
-    spans: Arc<AtomicU64>,
+    bodies: Arc<Mutex<Vec<Bytes>>>,
 ) -> Result<hyper::Response<Full<Bytes>>, std::convert::Infallible> {
-    use prost::Message as _;
-    let body = request
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let request =
-        opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(
-            body.as_ref(),
-        )
-        .unwrap_or_default();
-    let n: usize = request
-        .resource_spans
-        .iter()
-        .flat_map(|r| &r.scope_spans)
-        .map(|s| s.spans.len())
-        .sum();
-    spans.fetch_add(n as u64, Ordering::Relaxed);
+    if let Ok(body) = request.into_body().collect().await {
+        bodies.lock().push(body.to_bytes());
+    }
     Ok(hyper::Response::new(Full::new(Bytes::new())))
 }
 
 async fn start_span_sink() -> Result<SpanSink, BoxError> {
-    let spans = Arc::new(AtomicU64::new(0));
+    let bodies = Arc::new(Mutex::new(Vec::new()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let shared = Arc::clone(&spans);
+    let shared = Arc::clone(&bodies);
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let spans = Arc::clone(&shared);
+            let bodies = Arc::clone(&shared);
             tokio::spawn(async move {
                 let service =
-                    hyper::service::service_fn(move |r| sink_spans(r, Arc::clone(&spans)));
+                    hyper::service::service_fn(move |r| sink_spans(r, Arc::clone(&bodies)));
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                     .await;
             });
         }
     });
-    Ok(SpanSink { addr, spans })
+    Ok(SpanSink { addr, bodies })
+}
+
+/// CPU time (user + system) the process `pid` has used so far, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let ticks_per_second = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|t| t.trim().parse::<f64>().ok())
+        .unwrap_or(100.0);
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // The fields after the command name (which may hold spaces): state is field 3,
+            // utime field 14, stime field 15.
+            let rest = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime = fields.get(11)?.parse::<f64>().ok()?;
+            let stime = fields.get(12)?.parse::<f64>().ok()?;
+            Some((utime + stime) / ticks_per_second)
+        })
+        .unwrap_or(f64::NAN)
 }
 
 impl Drop for Herald {
@@ -685,8 +717,9 @@ async fn soak(args: &Args, herald: &Herald, seen: &Arc<Seen>) -> Result<(), BoxE
     Ok(())
 }
 
-/// One live phase: ingest events/s, deliveries/s, latency p50 and p99 (ms), spans exported.
-type LiveRun = (f64, f64, f64, f64, Option<u64>);
+/// One live phase: ingest events/s, deliveries/s, latency p50 and p99 (ms), Herald's CPU
+/// time per event (µs), spans exported.
+type LiveRun = (f64, f64, f64, f64, f64, Option<u64>);
 
 /// The live phase on a fresh Herald and receiver, with or without span export.
 async fn live_run(args: &Args, sink: Option<&SpanSink>) -> Result<LiveRun, BoxError> {
@@ -696,18 +729,18 @@ async fn live_run(args: &Args, sink: Option<&SpanSink>) -> Result<LiveRun, BoxEr
     )
     .await?;
     let herald = start_herald(args, receiver.addr, sink.map(|s| s.addr)).await?;
-    let before = sink.map(|s| s.spans.load(Ordering::Relaxed));
+    let cpu_before = cpu_seconds(herald.child.id());
     let (ingest, delivery, lat) = live_phase(args, &herald, &receiver.seen).await?;
+    let cpu = cpu_seconds(herald.child.id()) - cpu_before;
     // The last spans are posted at shutdown.
     herald.stop().await?;
-    let spans = sink
-        .zip(before)
-        .map(|(s, before)| s.spans.load(Ordering::Relaxed) - before);
+    let spans = sink.map(SpanSink::take_spans);
     Ok((
         ingest,
         delivery,
         percentile(&lat, 0.5),
         percentile(&lat, 0.99),
+        cpu * 1e6 / args.events as f64,
         spans,
     ))
 }
@@ -724,37 +757,39 @@ async fn compare_otlp(args: &Args) -> Result<(), BoxError> {
         "span export cost: {} subscriber(s), {} live events at concurrency {}, {} rounds",
         args.subscribers, args.events, args.concurrency, args.otlp_rounds
     );
-    println!("| run | export | ingest (events/s) | deliveries/s | latency p50 / p99 (ms) | spans exported |");
-    println!("|--:|---|--:|--:|--:|--:|");
+    println!("| run | export | ingest (events/s) | deliveries/s | latency p50 / p99 (ms) | Herald CPU per event (µs) | spans exported |");
+    println!("|--:|---|--:|--:|--:|--:|--:|");
     let mut runs: [Vec<LiveRun>; 2] = [Vec::new(), Vec::new()];
     for round in 0..args.otlp_rounds {
         for (i, with) in [false, true].into_iter().enumerate() {
             let run = live_run(args, with.then_some(&sink)).await?;
             println!(
-                "| {} | {} | {:.0} | {:.0} | {:.1} / {:.1} | {} |",
+                "| {} | {} | {:.0} | {:.0} | {:.1} / {:.1} | {:.0} | {} |",
                 round + 1,
                 if with { "on" } else { "off" },
                 run.0,
                 run.1,
                 run.2,
                 run.3,
-                run.4.map_or("-".to_owned(), |n| n.to_string())
+                run.4,
+                run.5.map_or("-".to_owned(), |n| n.to_string())
             );
             runs[i].push(run);
         }
     }
     println!();
-    println!("| export | ingest (events/s) | deliveries/s | latency p50 / p99 (ms) |");
-    println!("|---|--:|--:|--:|");
+    println!("| export | ingest (events/s) | deliveries/s | latency p50 / p99 (ms) | Herald CPU per event (µs) |");
+    println!("|---|--:|--:|--:|--:|");
     for (i, name) in ["off", "on"].into_iter().enumerate() {
         let r = &runs[i];
         println!(
-            "| {name} (median of {}) | {:.0} | {:.0} | {:.1} / {:.1} |",
+            "| {name} (median of {}) | {:.0} | {:.0} | {:.1} / {:.1} | {:.0} |",
             r.len(),
             median(r.iter().map(|r| r.0).collect()),
             median(r.iter().map(|r| r.1).collect()),
             median(r.iter().map(|r| r.2).collect()),
             median(r.iter().map(|r| r.3).collect()),
+            median(r.iter().map(|r| r.4).collect()),
         );
     }
     Ok(())
@@ -831,8 +866,8 @@ async fn main() -> Result<(), BoxError> {
     );
     if let Some(sink) = &sink {
         println!(
-            "| spans exported so far (OTLP sink) | {} |",
-            sink.spans.load(Ordering::Relaxed)
+            "| spans received by the OTLP sink by then | {} |",
+            sink.take_spans()
         );
     }
     // Graceful stop: SIGTERM via the kill command keeps this example free of unsafe code.

@@ -208,7 +208,7 @@ fn check_accepting(state: &ApiState) -> Result<(), ApiError> {
 /// `POST /v1/events`.
 #[utoipa::path(post, path = "/v1/events", tag = "events",
     summary = "Ingest one event (202 once durable)",
-    params(("traceparent" = Option<String>, Header, description = "W3C trace context, kept with the event")),
+    params(("traceparent" = Option<String>, Header, description = "W3C trace context: the event's attempts continue this trace (with span export, as children of the ingest span)")),
     request_body = EventIn,
     responses(
         (status = 202, description = "stored durably", body = ReceiptDoc),
@@ -263,7 +263,7 @@ async fn one(
 /// `POST /v1/events/batch`: each item succeeds or fails on its own; results keep the order.
 #[utoipa::path(post, path = "/v1/events/batch", tag = "events",
     summary = "Ingest up to 1000 events; one result each, in order",
-    params(("traceparent" = Option<String>, Header, description = "W3C trace context, kept with every event")),
+    params(("traceparent" = Option<String>, Header, description = "W3C trace context: every event's attempts continue this trace (with span export, as children of the ingest span)")),
     request_body = BatchIn,
     responses(
         (status = 202, description = "per event: a receipt or an error", body = BatchDoc),
