@@ -17,6 +17,19 @@
 //! 4. **latency at 20 % load**: events at a fifth of the live delivery rate for a few
 //!    seconds: latency p50/p99/max;
 //! 5. peak RSS of the Herald process (VmHWM) and the store's size on disk.
+//!
+//! The cost of span export (`[telemetry]`, SPEC §10) on the end-to-end path:
+//!
+//! ```text
+//! cargo run --release --example loadtest -- --events 20000 --otlp-rounds 3
+//! ```
+//!
+//! runs only the live phase, `--otlp-rounds` times without and with span export, alternating
+//! (a fresh Herald, store and receiver each time), and prints each run (with Herald's CPU time
+//! per event, from `/proc`) and the medians. With export, Herald posts its spans to an
+//! OTLP/HTTP sink in this process that keeps the bodies and counts their spans after the run
+//! (after Herald's shutdown flush), so each run also reports how many spans arrived. `--otlp`
+//! runs the normal phases with export on.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -73,6 +86,13 @@ struct Args {
     /// `[storage] retention` of the Herald under test.
     #[arg(long, default_value = "1d")]
     retention: String,
+    /// Export spans (`[telemetry]`) to an OTLP/HTTP sink in this process.
+    #[arg(long)]
+    otlp: bool,
+    /// Instead of the phases: the live phase this many times without and with span export,
+    /// alternating, then the medians.
+    #[arg(long, default_value_t = 0)]
+    otlp_rounds: usize,
 }
 
 /// What the receiver saw: arrival time per webhook-id (first arrival) and the total count.
@@ -148,6 +168,108 @@ struct Herald {
     _dir: tempfile::TempDir,
 }
 
+impl Herald {
+    /// SIGTERM (so the last spans are posted), then waits up to 30 s for the exit.
+    async fn stop(mut self) -> Result<(), BoxError> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                return Err("herald did not stop within 30 s of SIGTERM".into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+}
+
+/// An OTLP/HTTP trace sink on loopback: takes `POST /v1/traces`, keeps the bodies and answers
+/// 200 with an empty body. The spans are counted later ([`SpanSink::take_spans`]), so that
+/// decoding does not compete with Herald for the CPU during a run.
+struct SpanSink {
+    addr: SocketAddr,
+    bodies: Arc<Mutex<Vec<Bytes>>>,
+}
+
+impl SpanSink {
+    /// The spans in the bodies received since the last call.
+    fn take_spans(&self) -> u64 {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use prost::Message as _;
+        let bodies = std::mem::take(&mut *self.bodies.lock());
+        bodies
+            .iter()
+            .map(|body| {
+                ExportTraceServiceRequest::decode(body.as_ref())
+                    .map(|r| {
+                        r.resource_spans
+                            .iter()
+                            .flat_map(|r| &r.scope_spans)
+                            .map(|s| s.spans.len() as u64)
+                            .sum::<u64>()
+                    })
+                    .unwrap_or(0)
+            })
+            .sum()
+    }
+}
+
+async fn sink_spans(
+    request: hyper::Request<hyper::body::Incoming>,
+    bodies: Arc<Mutex<Vec<Bytes>>>,
+) -> Result<hyper::Response<Full<Bytes>>, std::convert::Infallible> {
+    if let Ok(body) = request.into_body().collect().await {
+        bodies.lock().push(body.to_bytes());
+    }
+    Ok(hyper::Response::new(Full::new(Bytes::new())))
+}
+
+async fn start_span_sink() -> Result<SpanSink, BoxError> {
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let shared = Arc::clone(&bodies);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let bodies = Arc::clone(&shared);
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |r| sink_spans(r, Arc::clone(&bodies)));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(SpanSink { addr, bodies })
+}
+
+/// CPU time (user + system) the process `pid` has used so far, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let ticks_per_second = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|t| t.trim().parse::<f64>().ok())
+        .unwrap_or(100.0);
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // The fields after the command name (which may hold spaces): state is field 3,
+            // utime field 14, stime field 15.
+            let rest = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime = fields.get(11)?.parse::<f64>().ok()?;
+            let stime = fields.get(12)?.parse::<f64>().ok()?;
+            Some((utime + stime) / ticks_per_second)
+        })
+        .unwrap_or(f64::NAN)
+}
+
 impl Drop for Herald {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -161,18 +283,26 @@ fn free_port() -> Result<u16, BoxError> {
         .port())
 }
 
-async fn start_herald(args: &Args, receiver: SocketAddr) -> Result<Herald, BoxError> {
+/// Starts Herald delivering to `receiver`; with `otlp`, exporting its spans there.
+async fn start_herald(
+    args: &Args,
+    receiver: SocketAddr,
+    otlp: Option<SocketAddr>,
+) -> Result<Herald, BoxError> {
     let dir = tempfile::tempdir()?;
     let port = free_port()?;
     let store = dir.path().join("store");
     std::fs::create_dir_all(dir.path().join("subscribers"))?;
+    let telemetry = otlp
+        .map(|a| format!("[telemetry]\notlp_endpoint = \"http://{a}\"\n"))
+        .unwrap_or_default();
     std::fs::write(
         dir.path().join("herald.toml"),
         format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\nmax_payload_bytes = 1048576\n\
              [storage]\npath = \"{}\"\nretention = \"{}\"\n\
              [security]\nallow_http = true\nallow_private_networks = true\n\
-             [shutdown]\ngrace = \"5s\"\n",
+             [shutdown]\ngrace = \"5s\"\n{telemetry}",
             store.display(),
             args.retention
         ),
@@ -587,14 +717,100 @@ async fn soak(args: &Args, herald: &Herald, seen: &Arc<Seen>) -> Result<(), BoxE
     Ok(())
 }
 
+/// One live phase: ingest events/s, deliveries/s, latency p50 and p99 (ms), Herald's CPU
+/// time per event (µs), spans exported.
+type LiveRun = (f64, f64, f64, f64, f64, Option<u64>);
+
+/// The live phase on a fresh Herald and receiver, with or without span export.
+async fn live_run(args: &Args, sink: Option<&SpanSink>) -> Result<LiveRun, BoxError> {
+    let receiver = start_receiver(
+        Duration::from_millis(args.receiver_latency_ms),
+        args.events * args.subscribers,
+    )
+    .await?;
+    let herald = start_herald(args, receiver.addr, sink.map(|s| s.addr)).await?;
+    let cpu_before = cpu_seconds(herald.child.id());
+    let (ingest, delivery, lat) = live_phase(args, &herald, &receiver.seen).await?;
+    let cpu = cpu_seconds(herald.child.id()) - cpu_before;
+    // The last spans are posted at shutdown.
+    herald.stop().await?;
+    let spans = sink.map(SpanSink::take_spans);
+    Ok((
+        ingest,
+        delivery,
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        cpu * 1e6 / args.events as f64,
+        spans,
+    ))
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    percentile(&values, 0.5)
+}
+
+/// `--otlp-rounds`: the live phase without and with span export, alternating.
+async fn compare_otlp(args: &Args) -> Result<(), BoxError> {
+    let sink = start_span_sink().await?;
+    eprintln!(
+        "span export cost: {} subscriber(s), {} live events at concurrency {}, {} rounds",
+        args.subscribers, args.events, args.concurrency, args.otlp_rounds
+    );
+    println!("| run | export | ingest (events/s) | deliveries/s | latency p50 / p99 (ms) | Herald CPU per event (µs) | spans exported |");
+    println!("|--:|---|--:|--:|--:|--:|--:|");
+    let mut runs: [Vec<LiveRun>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..args.otlp_rounds {
+        for (i, with) in [false, true].into_iter().enumerate() {
+            let run = live_run(args, with.then_some(&sink)).await?;
+            println!(
+                "| {} | {} | {:.0} | {:.0} | {:.1} / {:.1} | {:.0} | {} |",
+                round + 1,
+                if with { "on" } else { "off" },
+                run.0,
+                run.1,
+                run.2,
+                run.3,
+                run.4,
+                run.5.map_or("-".to_owned(), |n| n.to_string())
+            );
+            runs[i].push(run);
+        }
+    }
+    println!();
+    println!("| export | ingest (events/s) | deliveries/s | latency p50 / p99 (ms) | Herald CPU per event (µs) |");
+    println!("|---|--:|--:|--:|--:|");
+    for (i, name) in ["off", "on"].into_iter().enumerate() {
+        let r = &runs[i];
+        println!(
+            "| {name} (median of {}) | {:.0} | {:.0} | {:.1} / {:.1} | {:.0} |",
+            r.len(),
+            median(r.iter().map(|r| r.0).collect()),
+            median(r.iter().map(|r| r.1).collect()),
+            median(r.iter().map(|r| r.2).collect()),
+            median(r.iter().map(|r| r.3).collect()),
+            median(r.iter().map(|r| r.4).collect()),
+        );
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let args = Args::parse();
+    if args.otlp_rounds > 0 {
+        return compare_otlp(&args).await;
+    }
     // Room for every delivery the phases send, so the receiver's map never rehashes mid-run.
     let expected = (args.events + args.backlog + 20_000) * args.subscribers;
     let receiver =
         start_receiver(Duration::from_millis(args.receiver_latency_ms), expected).await?;
-    let herald = start_herald(&args, receiver.addr).await?;
+    let sink = if args.otlp {
+        Some(start_span_sink().await?)
+    } else {
+        None
+    };
+    let herald = start_herald(&args, receiver.addr, sink.as_ref().map(|s| s.addr)).await?;
     if args.soak_seconds > 0 {
         soak(&args, &herald, &receiver.seen).await?;
         let _ = Command::new("kill")
@@ -648,6 +864,12 @@ async fn main() -> Result<(), BoxError> {
         receiver.seen.total.load(Ordering::Relaxed),
         receiver.seen.first.lock().len()
     );
+    if let Some(sink) = &sink {
+        println!(
+            "| spans received by the OTLP sink by then | {} |",
+            sink.take_spans()
+        );
+    }
     // Graceful stop: SIGTERM via the kill command keeps this example free of unsafe code.
     let _ = Command::new("kill")
         .arg("-TERM")

@@ -1,9 +1,11 @@
 //! `herald run` and `herald check`.
 //!
-//! Start-up order: config → metrics recorder → store (sled, or PostgreSQL as a cluster node) →
-//! HTTP client → dispatcher → API (→ heartbeat, with PostgreSQL).
+//! Start-up order: config → metrics recorder → span export (with `[telemetry]`) → store (sled,
+//! or PostgreSQL as a cluster node) → HTTP client → dispatcher → API (→ heartbeat, with
+//! PostgreSQL).
 //! Shutdown order (SIGTERM/SIGINT): stop intake (503) → drain in-flight attempts within
-//! `[shutdown] grace` → release what is left → flush the store → stop the HTTP server → exit 0.
+//! `[shutdown] grace` → release what is left → flush the store → stop the HTTP server → post
+//! the last spans (at most 5 s) → exit 0.
 
 use std::future::IntoFuture;
 use std::path::Path;
@@ -14,14 +16,17 @@ use std::time::Duration;
 use anyhow::Context;
 use herald_api::{ApiOptions, ApiState, ReloadFn};
 use herald_config::{HeraldConfig, StorageEngine};
-use herald_core::{AuthConfig, ClusterState, DeliveryStore, DisplayUrl, SigningScheme, UnixMillis};
+use herald_core::{
+    AuthConfig, ClusterState, DeliveryStore, DisplayUrl, SigningScheme, SpanSink, UnixMillis,
+};
 use herald_delivery::HttpClient;
-use herald_dispatcher::Dispatcher;
+use herald_dispatcher::{Dispatcher, StartOptions};
 use herald_queue::{SledOptions, SledStore};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{ConfigArgs, RunArgs};
+use crate::telemetry::Telemetry;
 
 /// How often finished records older than `retention` are purged: a quarter of the retention,
 /// between 1 s and 60 s.
@@ -55,13 +60,20 @@ async fn serve(config: HeraldConfig) -> anyhow::Result<()> {
             None
         }
     };
+    let telemetry = match &config.telemetry {
+        Some(t) => Some(Arc::new(Telemetry::start(t)?)),
+        None => None,
+    };
+    let spans = telemetry.clone().map(|t| t as Arc<dyn SpanSink>);
     let (store, cluster) = open_store(&config).await?;
     let client = HttpClient::new(config.security).context("building the HTTP client")?;
-    let dispatcher = Dispatcher::start_with_cluster(
+    let dispatcher = Dispatcher::start_with(
         Arc::clone(&store),
         client,
         config.subscribers.clone(),
-        cluster.clone(),
+        StartOptions::default()
+            .cluster(cluster.clone())
+            .spans(spans.clone()),
     )
     .await
     .context("starting the dispatcher")?;
@@ -75,6 +87,7 @@ async fn serve(config: HeraldConfig) -> anyhow::Result<()> {
             max_payload_bytes: config.server.max_payload_bytes,
             metrics,
             reload: Some(Arc::clone(&reload)),
+            spans,
         },
     );
     let listener = tokio::net::TcpListener::bind(config.server.listen)
@@ -133,6 +146,12 @@ async fn serve(config: HeraldConfig) -> anyhow::Result<()> {
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "API server ended with an error"),
         Err(_) => tracing::warn!("API server did not stop within 5 s"),
         _ => {}
+    }
+    if let Some(telemetry) = telemetry {
+        // The last spans (every attempt has ended by now); blocks up to its flush timeout.
+        if let Err(e) = tokio::task::spawn_blocking(move || telemetry.shutdown()).await {
+            tracing::warn!(error = %e, "flushing the last spans failed");
+        }
     }
     tracing::info!(drained = report.drained, "herald stopped");
     Ok(())
@@ -319,6 +338,14 @@ fn summary(config: &HeraldConfig, path: &Path) -> String {
                 .node_id
                 .as_deref()
                 .unwrap_or("(host name + process id)"),
+        );
+    }
+    if let Some(t) = &config.telemetry {
+        let _ = writeln!(
+            out,
+            "telemetry: spans over OTLP/HTTP to {} as service {}",
+            t.display_url(),
+            t.service_name
         );
     }
     for s in &config.subscribers {

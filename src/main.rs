@@ -9,6 +9,7 @@ mod client;
 mod daemon;
 mod logging;
 mod table;
+mod telemetry;
 mod views;
 
 use std::process::ExitCode;

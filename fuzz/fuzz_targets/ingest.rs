@@ -62,6 +62,7 @@ fn target() -> &'static Target {
                     max_payload_bytes: MAX_PAYLOAD,
                     metrics: None,
                     reload: None,
+                    spans: None,
                 },
             );
             router(state)

@@ -658,6 +658,11 @@ impl Config {
         self.daemon_extra.push('\n');
         self
     }
+    /// Sets an environment variable for the daemon.
+    pub fn env_var(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
     pub fn retention(mut self, r: &str) -> Self {
         r.clone_into(&mut self.retention);
         self

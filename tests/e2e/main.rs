@@ -26,3 +26,4 @@ mod semantics;
 mod shutdown;
 mod signing;
 mod storage;
+mod telemetry;

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::error::{ApiError, ErrorBody};
+use crate::ingest_span::IngestTrace;
 use crate::openapi::{BatchDoc, ErrorDoc, ReceiptDoc};
 use crate::ApiState;
 
@@ -204,17 +205,10 @@ fn check_accepting(state: &ApiState) -> Result<(), ApiError> {
     }
 }
 
-/// The request's W3C `traceparent`, normalised, when it is valid; an invalid one is ignored
-/// (W3C Trace Context: a receiver that cannot parse it starts afresh).
-fn traceparent(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get("traceparent")?.to_str().ok()?;
-    herald_core::Traceparent::parse(value).map(|tp| tp.to_string())
-}
-
 /// `POST /v1/events`.
 #[utoipa::path(post, path = "/v1/events", tag = "events",
     summary = "Ingest one event (202 once durable)",
-    params(("traceparent" = Option<String>, Header, description = "W3C trace context, kept with the event")),
+    params(("traceparent" = Option<String>, Header, description = "W3C trace context: the event's attempts continue this trace (with span export, as children of the ingest span)")),
     request_body = EventIn,
     responses(
         (status = 202, description = "stored durably", body = ReceiptDoc),
@@ -230,22 +224,36 @@ pub(crate) async fn ingest_one(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    check_accepting(&state)?;
+    let mut trace = IngestTrace::start(&state, &headers);
+    let answer = one(&state, &headers, body, &mut trace).await;
+    trace.finish("/v1/events", &answer);
+    answer
+}
+
+async fn one(
+    state: &ApiState,
+    headers: &HeaderMap,
+    body: Body,
+    trace: &mut IngestTrace<'_>,
+) -> Result<Response, ApiError> {
+    check_accepting(state)?;
     let body = read_body(
-        &headers,
+        headers,
         body,
         state.inner.max_payload_bytes + ENVELOPE_SLACK,
     )
     .await?;
-    let traceparent = traceparent(&headers);
+    trace.events = 1;
+    let traceparent = trace.stored();
     let event = prepare(
-        &state,
+        state,
         &body,
         &body,
         UnixMillis::now(),
         traceparent.as_deref(),
     )?;
-    let mut receipts = commit(&state, vec![event]).await?;
+    let mut receipts = commit(state, vec![event]).await?;
+    trace.accepted = receipts.len();
     let receipt = receipts
         .pop()
         .ok_or_else(|| ApiError::internal("storage returned no receipt", &"empty receipt list"))?;
@@ -255,7 +263,7 @@ pub(crate) async fn ingest_one(
 /// `POST /v1/events/batch`: each item succeeds or fails on its own; results keep the order.
 #[utoipa::path(post, path = "/v1/events/batch", tag = "events",
     summary = "Ingest up to 1000 events; one result each, in order",
-    params(("traceparent" = Option<String>, Header, description = "W3C trace context, kept with every event")),
+    params(("traceparent" = Option<String>, Header, description = "W3C trace context: every event's attempts continue this trace (with span export, as children of the ingest span)")),
     request_body = BatchIn,
     responses(
         (status = 202, description = "per event: a receipt or an error", body = BatchDoc),
@@ -269,11 +277,24 @@ pub(crate) async fn ingest_batch(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    check_accepting(&state)?;
+    let mut trace = IngestTrace::start(&state, &headers);
+    let answer = batch(&state, &headers, body, &mut trace).await;
+    trace.finish("/v1/events/batch", &answer);
+    answer
+}
+
+async fn batch(
+    state: &ApiState,
+    headers: &HeaderMap,
+    body: Body,
+    trace: &mut IngestTrace<'_>,
+) -> Result<Response, ApiError> {
+    check_accepting(state)?;
     let limit = state.inner.batch_body_limit();
-    let body = read_body(&headers, body, limit).await?;
+    let body = read_body(headers, body, limit).await?;
     let batch: BatchIn<'_> = serde_json::from_slice(&body)
         .map_err(|e| ApiError::invalid_json(format!("invalid batch: {e}")))?;
+    trace.events = batch.events.len();
     if batch.events.len() > MAX_BATCH_EVENTS {
         return Err(ApiError::bad_request(format!(
             "a batch holds at most {MAX_BATCH_EVENTS} events, this one has {}",
@@ -281,14 +302,14 @@ pub(crate) async fn ingest_batch(
         )));
     }
     let now = UnixMillis::now();
-    let traceparent = traceparent(&headers);
+    let traceparent = trace.stored();
     let mut events = Vec::with_capacity(batch.events.len());
     let slots: Vec<Option<ApiError>> = batch
         .events
         .iter()
         .map(|raw| {
             match prepare(
-                &state,
+                state,
                 &body,
                 raw.get().as_bytes(),
                 now,
@@ -305,8 +326,9 @@ pub(crate) async fn ingest_batch(
     let receipts = if events.is_empty() {
         Vec::new()
     } else {
-        commit(&state, events).await?
+        commit(state, events).await?
     };
+    trace.accepted = receipts.len();
     let mut receipts = receipts.iter();
     let results = slots
         .iter()

@@ -33,6 +33,7 @@ mod console;
 mod error;
 mod events;
 mod ingest;
+mod ingest_span;
 mod metrics;
 mod openapi;
 mod replay;
@@ -48,7 +49,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use herald_core::{DeliveryStore, Secret};
+use herald_core::{DeliveryStore, Secret, SpanSink};
 use herald_dispatcher::{Dispatcher, ReloadReport};
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -70,6 +71,9 @@ pub struct ApiOptions {
     pub metrics: Option<PrometheusHandle>,
     /// Reload hook for `POST /v1/reload`.
     pub reload: Option<ReloadFn>,
+    /// Where each ingest request's `ingest` span goes (`[telemetry]`, SPEC §10); `None`: no
+    /// span is built and events keep the request's own `traceparent`.
+    pub spans: Option<Arc<dyn SpanSink>>,
 }
 
 impl std::fmt::Debug for ApiOptions {
@@ -79,6 +83,7 @@ impl std::fmt::Debug for ApiOptions {
             .field("max_payload_bytes", &self.max_payload_bytes)
             .field("metrics", &self.metrics.is_some())
             .field("reload", &self.reload.is_some())
+            .field("spans", &self.spans)
             .finish()
     }
 }
@@ -92,6 +97,7 @@ struct Inner {
     /// Subscribers whose per-subscriber gauges `/metrics` has set (see `metrics::render`).
     reported: std::sync::Mutex<std::collections::BTreeSet<String>>,
     reload: Option<ReloadFn>,
+    spans: Option<Arc<dyn SpanSink>>,
     accepting: AtomicBool,
 }
 
@@ -138,6 +144,7 @@ impl ApiState {
                 metrics: options.metrics,
                 reported: std::sync::Mutex::default(),
                 reload: options.reload,
+                spans: options.spans,
                 accepting: AtomicBool::new(true),
             }),
         }

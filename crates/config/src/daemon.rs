@@ -1,17 +1,20 @@
 //! The daemon file (`config/herald.toml`) and the whole-configuration load.
 
+use std::fmt;
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use herald_core::{Secret, SecurityPolicy, SubscriberConfig, SubscriberId};
-
+use herald_core::{DisplayUrl, Secret, SecurityPolicy, SubscriberConfig, SubscriberId};
 use toml::Value;
+use url::Url;
 
 use crate::env::{expand_table, Env};
 use crate::error::{ConfigError, ConfigErrors, Report};
-use crate::raw::{parse, RawCluster, RawDaemon, RawSecret, RawServer, RawShutdown, RawStorage};
+use crate::raw::{
+    parse, RawCluster, RawDaemon, RawSecret, RawServer, RawShutdown, RawStorage, RawTelemetry,
+};
 use crate::subscriber::load_dir;
 use crate::values::{duration, quote, DurationBounds, Zero};
 
@@ -34,6 +37,12 @@ pub const MAX_POOL_SIZE: usize = 1_000;
 pub const MAX_NODE_ID_LEN: usize = 64;
 /// `[shutdown] grace` when none is given.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+/// `[telemetry] service_name` when none is given.
+pub const DEFAULT_SERVICE_NAME: &str = "herald";
+/// The longest `[telemetry] service_name`.
+pub const MAX_SERVICE_NAME_LEN: usize = 255;
+/// The OTLP/HTTP path of traces, appended to `[telemetry] otlp_endpoint`.
+pub const OTLP_TRACES_PATH: &str = "/v1/traces";
 
 /// The whole, validated configuration: the daemon file and every subscriber.
 ///
@@ -54,6 +63,8 @@ pub struct HeraldConfig {
     pub cluster: ClusterConfig,
     /// `[alerts]`.
     pub alerts: AlertsConfig,
+    /// `[telemetry]`: span export over OTLP/HTTP; `None` when the table is absent.
+    pub telemetry: Option<TelemetryConfig>,
     /// The subscriber folder, resolved against the daemon file's folder (pass it to
     /// [`crate::load_subscribers`] on reload).
     pub subscribers_dir: PathBuf,
@@ -163,6 +174,56 @@ pub struct AlertsConfig {
     pub subscriber: Option<SubscriberId>,
 }
 
+/// `[telemetry]`: where Herald exports its `ingest` and `attempt` spans (SPEC §10).
+///
+/// `otlp_endpoint` is the collector's OTLP/HTTP base URL, as `OTEL_EXPORTER_OTLP_ENDPOINT`
+/// is: spans are posted to it with [`OTLP_TRACES_PATH`] appended to its path
+/// (`http://collector:4318` → `http://collector:4318/v1/traces`, `https://otel.example/base/`
+/// → `https://otel.example/base/v1/traces`); a URL whose path already ends in `/v1/traces`
+/// (or `/v1/traces/`) is used as it is, without the trailing slash. The query string is kept. Both `http://` and `https://` are accepted whatever
+/// `[security]` says (the collector is the operator's own infrastructure, not a subscriber).
+///
+/// The URL may carry credentials: user info (`https://user:password@…`, percent-encoded as
+/// URLs require) is taken out of the URL and sent as `Authorization: Basic` instead
+/// ([`TelemetryConfig::basic_auth`]), so that no HTTP library ever sees or logs it; a token in
+/// the query string stays in the URL. `Debug` shows the URL as a [`DisplayUrl`] only, and so
+/// must every log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TelemetryConfig {
+    traces_url: Url,
+    basic_auth: Option<Secret>,
+    /// `service.name` of the exported spans (default `herald`).
+    pub service_name: String,
+}
+
+impl TelemetryConfig {
+    /// Where spans are posted: the URL without user info, its query included. Send to it,
+    /// never print it ([`TelemetryConfig::display_url`] is the printable form).
+    pub fn traces_url(&self) -> &Url {
+        &self.traces_url
+    }
+
+    /// `user:password` from the endpoint's user info, decoded, for `Authorization: Basic`.
+    pub fn basic_auth(&self) -> Option<&Secret> {
+        self.basic_auth.as_ref()
+    }
+
+    /// The traces URL without user info and query, for logs and `herald check`.
+    pub fn display_url(&self) -> DisplayUrl {
+        DisplayUrl::new(&self.traces_url)
+    }
+}
+
+impl fmt::Debug for TelemetryConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TelemetryConfig")
+            .field("traces_url", &self.display_url())
+            .field("basic_auth", &self.basic_auth)
+            .field("service_name", &self.service_name)
+            .finish()
+    }
+}
+
 /// `[shutdown]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShutdownConfig {
@@ -216,7 +277,12 @@ pub(crate) fn load(path: &Path, env: Env<'_>) -> Result<HeraldConfig, ConfigErro
         let storage = storage(raw.storage, base, &mut report);
         let shutdown = shutdown(raw.shutdown, &mut report);
         let cluster = cluster(raw.cluster, storage.as_ref(), &mut report);
-        server.zip(storage).zip(shutdown).zip(cluster)
+        let telemetry = telemetry(raw.telemetry, &mut report);
+        server
+            .zip(storage)
+            .zip(shutdown)
+            .zip(cluster)
+            .zip(telemetry)
     } else {
         None
     };
@@ -258,7 +324,7 @@ pub(crate) fn load(path: &Path, env: Env<'_>) -> Result<HeraldConfig, ConfigErro
 
     match (daemon, subscribers_dir, subscribers) {
         (
-            Some((((server, storage), shutdown), cluster)),
+            Some(((((server, storage), shutdown), cluster), telemetry)),
             Some(subscribers_dir),
             Some((subscribers, warnings)),
         ) if errors.is_empty() => Ok(HeraldConfig {
@@ -271,6 +337,7 @@ pub(crate) fn load(path: &Path, env: Env<'_>) -> Result<HeraldConfig, ConfigErro
             alerts: AlertsConfig {
                 subscriber: alert_id,
             },
+            telemetry,
             subscribers_dir,
             subscribers,
             warnings,
@@ -527,4 +594,126 @@ fn shutdown(raw: RawShutdown, report: &mut Report<'_>) -> Option<ShutdownConfig>
         ),
     )?;
     Some(ShutdownConfig { grace })
+}
+
+/// `[telemetry]`: `Some(None)` when the table is absent, `None` after an error.
+fn telemetry(
+    raw: Option<RawTelemetry>,
+    report: &mut Report<'_>,
+) -> Option<Option<TelemetryConfig>> {
+    let Some(raw) = raw else {
+        return Some(None);
+    };
+    let traces_url = match raw.otlp_endpoint {
+        None => {
+            report.error(
+                "telemetry.otlp_endpoint",
+                "is required in [telemetry]: the collector's OTLP/HTTP base URL, e.g. \
+                 \"http://collector:4318\" (or remove the table to export nothing)",
+            );
+            None
+        }
+        Some(RawSecret(url)) => report.check("telemetry.otlp_endpoint", traces_url(&url)),
+    };
+    let service_name = match raw.service_name {
+        None => Some(DEFAULT_SERVICE_NAME.to_owned()),
+        Some(name) => report.check(
+            "telemetry.service_name",
+            check_service_name(&name).map(|()| name),
+        ),
+    };
+    let (traces_url, basic_auth) = traces_url?;
+    Some(Some(TelemetryConfig {
+        traces_url,
+        basic_auth,
+        service_name: service_name?,
+    }))
+}
+
+/// The URL spans are posted to, from `otlp_endpoint`, and the `user:password` taken out of it
+/// (see [`TelemetryConfig`]). Messages never repeat the value: it may hold credentials.
+fn traces_url(raw: &str) -> Result<(Url, Option<Secret>), String> {
+    const NOT_SHOWN: &str = "value not shown: it may hold credentials";
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Err(
+            "is empty; give the collector's OTLP/HTTP base URL, e.g. \"http://collector:4318\""
+                .to_owned(),
+        );
+    }
+    let mut url = Url::parse(raw).map_err(|e| format!("is not a valid URL: {e} ({NOT_SHOWN})"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "must be an http:// or https:// URL (OTLP/HTTP) ({NOT_SHOWN})"
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("has no host ({NOT_SHOWN})"));
+    }
+    url.set_fragment(None);
+    let basic_auth = if url.username().is_empty() && url.password().is_none() {
+        None
+    } else {
+        let user = percent_decode(url.username());
+        let password = percent_decode(url.password().unwrap_or_default());
+        let (Some(user), Some(password)) = (user, password) else {
+            return Err(format!(
+                "has user info that is not UTF-8 once percent-decoded ({NOT_SHOWN})"
+            ));
+        };
+        if user.contains(':') {
+            return Err(format!(
+                "has a user name with ':' in it, which Basic authentication cannot carry ({NOT_SHOWN})"
+            ));
+        }
+        // Cannot fail on an http(s) URL with a host.
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        Some(Secret::new(format!("{user}:{password}")))
+    };
+    let path = url.path().trim_end_matches('/');
+    let path = if path.ends_with(OTLP_TRACES_PATH) {
+        path.to_owned()
+    } else {
+        format!("{path}{OTLP_TRACES_PATH}")
+    };
+    url.set_path(&path);
+    Ok((url, basic_auth))
+}
+
+/// `%XX` sequences decoded; `None` when the result is not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn check_service_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() || name.len() > MAX_SERVICE_NAME_LEN {
+        return Err(format!(
+            "must be 1 to {MAX_SERVICE_NAME_LEN} bytes, not blank (got {})",
+            name.len()
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err("must not contain control characters".to_owned());
+    }
+    Ok(())
 }

@@ -54,6 +54,11 @@
 //!   `retry.randomization` in `0.0..=1.0`, `throttle.error_rate` in `(0.0, 1.0]`.
 //! - **`[auth]`** without `type` is an error; a key of another type (e.g. `credentials` with
 //!   `type = "none"`) is an error. oauth2 scopes are a list of single words.
+//! - **`[telemetry] otlp_endpoint`** is the collector's OTLP/HTTP base URL (`http://` or
+//!   `https://`, whatever `[security]` says): spans go to it with `/v1/traces` appended to
+//!   its path, unless the path already ends in `/v1/traces`. It may hold credentials, so it is
+//!   never quoted in messages nor shown but as a [`herald_core::DisplayUrl`]; its user info
+//!   (`user:password@`) is sent as `Authorization: Basic`, not as part of the URL.
 //! - **`api_token`** must be non-empty and free of whitespace; remove the key to disable API
 //!   authentication.
 //!
@@ -102,9 +107,10 @@ use herald_core::{SecurityPolicy, SubscriberConfig};
 
 pub use daemon::{
     database_target, AlertsConfig, ClusterConfig, HeraldConfig, ServerConfig, ShutdownConfig,
-    StorageConfig, StorageEngine, DEFAULT_GRACE, DEFAULT_LISTEN, DEFAULT_MAX_PAYLOAD_BYTES,
-    DEFAULT_POOL_SIZE, DEFAULT_RETENTION, DEFAULT_STORAGE_PATH, DEFAULT_SUBSCRIBERS_DIR,
-    MAX_NODE_ID_LEN, MAX_POOL_SIZE,
+    StorageConfig, StorageEngine, TelemetryConfig, DEFAULT_GRACE, DEFAULT_LISTEN,
+    DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_POOL_SIZE, DEFAULT_RETENTION, DEFAULT_SERVICE_NAME,
+    DEFAULT_STORAGE_PATH, DEFAULT_SUBSCRIBERS_DIR, MAX_NODE_ID_LEN, MAX_POOL_SIZE,
+    MAX_SERVICE_NAME_LEN, OTLP_TRACES_PATH,
 };
 pub use error::{ConfigError, ConfigErrors};
 pub use values::DurationBounds;

@@ -33,6 +33,16 @@ pub(crate) struct RawDaemon {
     pub(crate) cluster: Option<RawCluster>,
     #[serde(default)]
     pub(crate) alerts: RawAlerts,
+    pub(crate) telemetry: Option<RawTelemetry>,
+}
+
+/// `[telemetry]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [telemetry] table")]
+pub(crate) struct RawTelemetry {
+    /// May hold credentials (user info, a query token): redacted in `Debug`.
+    pub(crate) otlp_endpoint: Option<RawSecret>,
+    pub(crate) service_name: Option<String>,
 }
 
 /// `[alerts]`.

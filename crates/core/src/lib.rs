@@ -15,6 +15,8 @@
 //!   rate-limit tokens, the error-rate throttle);
 //! - [`store`]: the [`DeliveryStore`] trait, the seam between the dispatcher and a storage
 //!   engine (sled is the default, in `herald-queue`; PostgreSQL in `herald-postgres`);
+//! - [`spans`]: [`SpanSink`], where the API and the dispatcher report their finished `ingest`
+//!   and `attempt` spans (exported over OTLP by the binary, SPEC §10);
 //! - [`webhook_secret`]: the one rule for Standard Webhooks secrets, shared by the config
 //!   loader and the signer.
 //!
@@ -30,6 +32,7 @@ pub mod cluster;
 pub mod display_url;
 pub mod ids;
 pub mod secret;
+pub mod spans;
 pub mod store;
 pub mod subscriber;
 pub mod throttle;
@@ -42,6 +45,7 @@ pub use cluster::{ClusterState, NodeInfo, ThrottleState, NODE_VISIBLE_FOR_MS};
 pub use display_url::DisplayUrl;
 pub use ids::{DeliveryId, EventId, InvalidId, SubscriberId};
 pub use secret::Secret;
+pub use spans::{AttemptOutcome, AttemptSpan, IngestSpan, SpanSink};
 pub use store::{
     AttemptRecord, BoxFuture, ClaimRequest, ClaimedDelivery, DeliveryDetails, DeliveryPage,
     DeliveryRecord, DeliveryStatus, DeliveryStore, EnqueueReceipt, EventDelivery, EventDetails,

@@ -58,11 +58,32 @@ impl Traceparent {
     /// The `traceparent` of a child span `span_id` (never zero: zero is replaced by one) in
     /// the same trace, flags kept.
     pub fn child(&self, span_id: u64) -> String {
+        self.with_span_id(span_id).to_string()
+    }
+
+    /// The same trace and flags with span `span_id` (zero is replaced by one).
+    pub fn with_span_id(&self, span_id: u64) -> Self {
         Self {
             span_id: span_id.max(1),
             ..*self
         }
-        .to_string()
+    }
+
+    /// A new trace's root span: `trace_id` and `span_id` (zeros replaced by one), sampled.
+    pub fn root(trace_id: u128, span_id: u64) -> Self {
+        Self {
+            trace_id: trace_id.max(1),
+            span_id: span_id.max(1),
+            flags: Self::SAMPLED,
+        }
+    }
+
+    /// The `sampled` flag (bit 0 of the trace flags).
+    pub const SAMPLED: u8 = 0x01;
+
+    /// Whether the trace's caller asked for it to be recorded (the `sampled` flag).
+    pub fn sampled(&self) -> bool {
+        self.flags & Self::SAMPLED != 0
     }
 }
 
@@ -129,5 +150,16 @@ mod tests {
             tp.child(0),
             "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000001-01"
         );
+        assert!(tp.sampled());
+        let unsampled = Traceparent { flags: 0, ..tp };
+        assert!(!unsampled.with_span_id(7).sampled());
+    }
+
+    #[test]
+    fn a_root_is_sampled_and_never_zero() {
+        let root = Traceparent::root(0, 0);
+        assert_eq!((root.trace_id, root.span_id), (1, 1));
+        assert!(root.sampled());
+        assert_eq!(Traceparent::parse(&root.to_string()), Some(root));
     }
 }

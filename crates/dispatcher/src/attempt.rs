@@ -10,14 +10,21 @@
 //!   error level with the subscriber and delivery id, and the delivery is released, due
 //!   [`PANIC_RELEASE_DELAY`] later (so a delivery that panics every time costs one panic a
 //!   second, not a hot loop); the dispatcher keeps running.
+//!
+//! Each attempt sends a `traceparent` ([`attempt_context`]); with a span sink (`[telemetry]`)
+//! its `attempt` span, whose span id is the one in that header, is handed to the sink once the
+//! outcome is decided. Without a sink nothing of a span is built.
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures_util::FutureExt as _;
-use herald_core::{AttemptRecord, ClaimedDelivery, Outcome, StoreError, UnixMillis};
+use herald_core::{
+    AttemptOutcome, AttemptRecord, AttemptSpan, ClaimedDelivery, Outcome, StoreError, Traceparent,
+    UnixMillis,
+};
 use herald_delivery::{retry, AttemptRequest, AttemptResult, Verdict};
 use tracing::Instrument;
 
@@ -85,18 +92,16 @@ async fn attempt(
         duration_ms = tracing::field::Empty,
     );
     async {
+        let sink = shared.spans.as_deref();
+        let parent = delivery.traceparent.as_deref().and_then(Traceparent::parse);
+        let context = attempt_context(parent, sink.is_some());
         let request = AttemptRequest {
             delivery_id: delivery.id,
             attempt: delivery.attempt,
             payload: delivery.payload.clone(),
-            // Same trace as the ingest request, a fresh span per attempt; no header when the
-            // event came without one.
-            traceparent: delivery
-                .traceparent
-                .as_deref()
-                .and_then(herald_core::Traceparent::parse)
-                .map(|tp| tp.child(rand::random())),
+            traceparent: context.map(|c| c.to_string()),
         };
+        let started = sink.map(|_| SystemTime::now());
         let result = tokio::select! {
             r = settings.endpoint.attempt(request) => r,
             () = shared.hard_stop.cancelled() => {
@@ -105,6 +110,7 @@ async fn attempt(
                 return;
             }
         };
+        let ended = sink.map(|_| SystemTime::now());
         let duration_ms = u64::try_from(result.duration.as_millis()).unwrap_or(u64::MAX);
         let span = tracing::Span::current();
         if let Some(code) = result.status_code {
@@ -116,6 +122,26 @@ async fn attempt(
             .record(result.duration.as_secs_f64());
 
         let outcome = decide(sub, settings, shared, delivery, &result, duration_ms).await;
+        if let (Some(sink), Some(context), Some(start), Some(end)) = (sink, context, started, ended)
+        {
+            sink.attempt(&AttemptSpan {
+                context,
+                parent_span_id: parent.map(|p| p.span_id),
+                start,
+                end,
+                subscriber: &sub.id,
+                delivery_id: delivery.id,
+                event_id: delivery.event_id,
+                attempt: delivery.attempt,
+                status_code: result.status_code,
+                outcome: match outcome {
+                    Outcome::Delivered => AttemptOutcome::Delivered,
+                    Outcome::RetryAt(_) => AttemptOutcome::Retry,
+                    Outcome::Dead => AttemptOutcome::Dead,
+                },
+                error: result.error.as_deref(),
+            });
+        }
         let success = matches!(result.verdict, Verdict::Success);
         let dead = outcome == Outcome::Dead;
         let record = AttemptRecord {
@@ -134,6 +160,18 @@ async fn attempt(
     }
     .instrument(span)
     .await;
+}
+
+/// The attempt's trace context (SPEC §10), sent as its `traceparent` and, with span export,
+/// the context of its `attempt` span: the event's trace with a fresh span id (flags kept). An
+/// event without a `traceparent` gets none, unless spans are exported: then the attempt is the
+/// root of a trace of its own, so that the receiver's spans still join an exported one.
+fn attempt_context(event: Option<Traceparent>, exporting: bool) -> Option<Traceparent> {
+    match event {
+        Some(parent) => Some(parent.with_span_id(rand::random())),
+        None if exporting => Some(Traceparent::root(rand::random(), rand::random())),
+        None => None,
+    }
 }
 
 /// Records the attempt; a failed store write is tried again after each pause of
@@ -314,5 +352,31 @@ pub(crate) async fn release(shared: &Shared, delivery: &ClaimedDelivery) {
         Err(e) => {
             tracing::error!(delivery_id = %delivery.id, error = %e, "releasing a lease failed; the delivery is claimable again when the lease expires");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_attempt_context_continues_the_event_trace() {
+        let event =
+            Traceparent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00").unwrap();
+        for exporting in [false, true] {
+            let context = attempt_context(Some(event), exporting).unwrap();
+            assert_eq!(context.trace_id, event.trace_id);
+            assert_eq!(
+                context.flags, event.flags,
+                "an unsampled trace stays unsampled"
+            );
+            assert_ne!(context.span_id, 0);
+        }
+        // Without span export an event without a traceparent sends none (as before)...
+        assert_eq!(attempt_context(None, false), None);
+        // ...with it, the attempt starts a sampled trace of its own.
+        let root = attempt_context(None, true).unwrap();
+        assert!(root.sampled() && root.trace_id != 0 && root.span_id != 0);
     }
 }

@@ -45,8 +45,8 @@ use std::time::Duration;
 
 use herald_core::{
     ClusterState, DeliveryId, DeliveryRecord, DeliveryStore, DisplayUrl, EnqueueReceipt, NewEvent,
-    NodeInfo, OrderingMode, QueueCounts, ReplayRequest, ReplayResult, StoreError, StoreListener,
-    SubscriberConfig, SubscriberId, UnixMillis,
+    NodeInfo, OrderingMode, QueueCounts, ReplayRequest, ReplayResult, SpanSink, StoreError,
+    StoreListener, SubscriberConfig, SubscriberId, UnixMillis,
 };
 use herald_delivery::{DeliveryError, HttpClient};
 use parking_lot::RwLock;
@@ -185,6 +185,8 @@ pub(crate) struct Shared {
     pub(crate) tasks: TaskTracker,
     /// Where operator alerts go.
     pub(crate) alerts: alerts::Alerts,
+    /// Where attempt spans go (`[telemetry]`); `None`: no span is built.
+    pub(crate) spans: Option<Arc<dyn SpanSink>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -193,6 +195,41 @@ impl std::fmt::Debug for Shared {
             .field("subscribers", &self.subscribers.read().len())
             .field("stopping", &self.stop.is_cancelled())
             .finish_non_exhaustive()
+    }
+}
+
+/// What [`Dispatcher::start_with`] starts with besides the store, the client and the
+/// subscribers. The default is a single node without span export.
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub struct StartOptions {
+    /// The cluster the store is shared with (a shared engine), or `None` (one node).
+    pub cluster: Option<Arc<dyn ClusterState>>,
+    /// Where each attempt's span goes, or `None` (the default): then no span is built and an
+    /// attempt sends a `traceparent` only when its event came with one.
+    pub spans: Option<Arc<dyn SpanSink>>,
+}
+
+impl std::fmt::Debug for StartOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StartOptions")
+            .field("cluster", &self.cluster.is_some())
+            .field("spans", &self.spans)
+            .finish()
+    }
+}
+
+impl StartOptions {
+    /// These options with this cluster.
+    pub fn cluster(mut self, cluster: Option<Arc<dyn ClusterState>>) -> Self {
+        self.cluster = cluster;
+        self
+    }
+
+    /// These options with this span sink.
+    pub fn spans(mut self, spans: Option<Arc<dyn SpanSink>>) -> Self {
+        self.spans = spans;
+        self
     }
 }
 
@@ -225,6 +262,23 @@ impl Dispatcher {
         subscribers: Vec<SubscriberConfig>,
         cluster: Option<Arc<dyn ClusterState>>,
     ) -> Result<Self, DispatchError> {
+        let options = StartOptions {
+            cluster,
+            ..StartOptions::default()
+        };
+        Self::start_with(store, client, subscribers, options).await
+    }
+
+    /// [`Dispatcher::start`] with every option: a cluster (see
+    /// [`Dispatcher::start_with_cluster`]) and a [`SpanSink`] that gets an `attempt` span for
+    /// every attempt (SPEC §10).
+    pub async fn start_with(
+        store: Arc<dyn DeliveryStore>,
+        client: HttpClient,
+        subscribers: Vec<SubscriberConfig>,
+        options: StartOptions,
+    ) -> Result<Self, DispatchError> {
+        let StartOptions { cluster, spans } = options;
         let settings = subscribers
             .into_iter()
             .map(|c| Settings::build(c, &client))
@@ -245,6 +299,7 @@ impl Dispatcher {
             hard_stop: CancellationToken::new(),
             tasks: TaskTracker::new(),
             alerts: alerts::Alerts::default(),
+            spans,
         });
         let dispatcher = Self { shared };
         {

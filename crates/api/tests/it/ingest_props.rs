@@ -58,6 +58,7 @@ fn api() -> &'static Api {
                     max_payload_bytes: 4096,
                     metrics: None,
                     reload: None,
+                    spans: None,
                 },
             );
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -2,3 +2,4 @@
 
 mod ingest_props;
 mod openapi;
+mod spans;

@@ -343,3 +343,164 @@ fn alerts_name_a_configured_subscriber() {
     let fixture = Fixture::new("[alerts]\nsubscribr = \"ops\"\n");
     assert!(fixture.load().is_err());
 }
+
+#[test]
+fn telemetry_is_off_unless_configured() {
+    assert_eq!(Fixture::new("").load().unwrap().telemetry, None);
+}
+
+#[test]
+fn telemetry_posts_to_v1_traces_under_the_endpoint() {
+    for (endpoint, want) in [
+        ("http://collector:4318", "http://collector:4318/v1/traces"),
+        ("http://collector:4318/", "http://collector:4318/v1/traces"),
+        (
+            "https://otel.example/base/",
+            "https://otel.example/base/v1/traces",
+        ),
+        (
+            "https://otel.example/custom/v1/traces",
+            "https://otel.example/custom/v1/traces",
+        ),
+        (
+            "https://otel.example/v1/traces/",
+            "https://otel.example/v1/traces",
+        ),
+        (
+            "http://127.0.0.1:4318?tenant=a",
+            "http://127.0.0.1:4318/v1/traces?tenant=a",
+        ),
+    ] {
+        let fixture = Fixture::new(&format!("[telemetry]\notlp_endpoint = {endpoint:?}\n"));
+        let telemetry = fixture.load().unwrap().telemetry.expect("[telemetry]");
+        assert_eq!(telemetry.traces_url().as_str(), want, "{endpoint}");
+        assert_eq!(telemetry.service_name, "herald");
+    }
+    let fixture = Fixture::new(
+        "[telemetry]\notlp_endpoint = \"http://collector:4318\"\nservice_name = \"herald-eu\"\n",
+    );
+    let telemetry = fixture.load().unwrap().telemetry.unwrap();
+    assert_eq!(telemetry.service_name, "herald-eu");
+}
+
+#[test]
+fn the_telemetry_endpoint_is_never_shown_with_its_credentials() {
+    let fixture = Fixture::new("[telemetry]\notlp_endpoint = \"${OTLP}\"\n");
+    let config = fixture
+        .load_env(&[(
+            "OTLP",
+            "https://user:pw-MARKER@otel.example:4318/?token=tok-MARKER",
+        )])
+        .unwrap();
+    let telemetry = config.telemetry.as_ref().unwrap();
+    assert_eq!(
+        telemetry.traces_url().as_str(),
+        "https://otel.example:4318/v1/traces?token=tok-MARKER",
+        "the URL sent to keeps its query; the user info becomes Basic authentication"
+    );
+    assert_eq!(
+        telemetry.basic_auth().map(|s| s.expose()),
+        Some("user:pw-MARKER")
+    );
+    assert_eq!(
+        telemetry.display_url().as_str(),
+        "https://otel.example:4318/v1/traces"
+    );
+    let debug = format!("{config:?} {config:#?}");
+    assert!(debug.contains("otel.example:4318/v1/traces"), "{debug}");
+    assert!(!debug.contains("MARKER"), "{debug}");
+}
+
+#[test]
+fn the_telemetry_user_info_is_percent_decoded() {
+    let fixture = Fixture::new(
+        "[telemetry]\notlp_endpoint = \"https://inst%2042:p%40ss%3Aw@otel.example\"\n",
+    );
+    let telemetry = fixture.load().unwrap().telemetry.unwrap();
+    assert_eq!(
+        telemetry.basic_auth().map(|s| s.expose()),
+        Some("inst 42:p@ss:w")
+    );
+    assert_eq!(
+        telemetry.traces_url().as_str(),
+        "https://otel.example/v1/traces"
+    );
+    let fixture = Fixture::new("[telemetry]\notlp_endpoint = \"https://tok3n@otel.example\"\n");
+    let telemetry = fixture.load().unwrap().telemetry.unwrap();
+    assert_eq!(telemetry.basic_auth().map(|s| s.expose()), Some("tok3n:"));
+    assert_eq!(
+        Fixture::new("[telemetry]\notlp_endpoint = \"http://c:4318\"\n")
+            .load()
+            .unwrap()
+            .telemetry
+            .unwrap()
+            .basic_auth(),
+        None
+    );
+}
+
+#[test]
+fn telemetry_errors_name_the_key_never_the_url() {
+    for (text, key, fragment) in [
+        ("[telemetry]\n", "telemetry.otlp_endpoint", "is required"),
+        (
+            "[telemetry]\notlp_endpoint = \"\"\n",
+            "telemetry.otlp_endpoint",
+            "is empty",
+        ),
+        (
+            "[telemetry]\notlp_endpoint = \"collector-MARKER:4318\"\n",
+            "telemetry.otlp_endpoint",
+            "http:// or https://",
+        ),
+        (
+            "[telemetry]\notlp_endpoint = \"not a url MARKER\"\n",
+            "telemetry.otlp_endpoint",
+            "not a valid URL",
+        ),
+        (
+            "[telemetry]\notlp_endpoint = \"grpc://u:pw-MARKER@collector:4317\"\n",
+            "telemetry.otlp_endpoint",
+            "http:// or https://",
+        ),
+        (
+            "[telemetry]\notlp_endpoint = \"http://u:pw-MARKER@:4318\"\n",
+            "telemetry.otlp_endpoint",
+            "",
+        ),
+        (
+            "[telemetry]\notlp_endpoint = \"http://us%3Aer:pw-MARKER@c:4318\"\n",
+            "telemetry.otlp_endpoint",
+            "':'",
+        ),
+        (
+            "[telemetry]\notlp_endpoint = \"http://u:pw-MARKER%FF@c:4318\"\n",
+            "telemetry.otlp_endpoint",
+            "not UTF-8",
+        ),
+        (
+            "[telemetry]\notlp_endpoint = \"http://c:4318\"\nservice_name = \"\"\n",
+            "telemetry.service_name",
+            "1 to 255",
+        ),
+        (
+            "[telemetry]\notlp_endpoint = \"http://c:4318\"\nservice_name = \"a\\nb\"\n",
+            "telemetry.service_name",
+            "control",
+        ),
+        (
+            "[telemetry]\notlp_endpoint = \"http://c:4318\"\nprotocol = \"grpc\"\n",
+            "telemetry.protocol",
+            "unknown key",
+        ),
+        (
+            "[telemetry]\notlp_endpoint = 4318\n",
+            "telemetry.otlp_endpoint",
+            "",
+        ),
+    ] {
+        let errors = Fixture::new(text).load().unwrap_err();
+        assert_has(&errors, "herald.toml", key, fragment);
+        assert!(!errors.to_string().contains("MARKER"), "{errors}");
+    }
+}
