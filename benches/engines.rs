@@ -43,6 +43,17 @@ const PRODUCERS: usize = 32;
 /// Most deliveries leased per claim.
 const CLAIM_MAX: usize = 32;
 
+/// An error with its sources, e.g. "error connecting to server: Connection refused".
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    text
+}
+
 /// A 500-byte JSON payload.
 fn payload(len: usize) -> Bytes {
     let head = br#"{"processId":"8263a268-5388-492a-bca2-28e1ff4a69f0","state":"PROCESS_STATE_FINISHED","pad":""#;
@@ -119,7 +130,7 @@ impl Server {
                 client
             }
             Err(e) => {
-                let mut reason = e.to_string();
+                let mut reason = chain(&e);
                 if let Some(p) = url.password().filter(|p| !p.is_empty()) {
                     reason = reason.replace(p, "**REDACTED**");
                 }

@@ -210,6 +210,17 @@ async fn start_receiver(delay: Duration, expected: usize) -> Result<Receiver, Bo
     Ok(Receiver { addr, seen })
 }
 
+/// An error with its sources, e.g. "error connecting to server: Connection refused".
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    text
+}
+
 /// A PostgreSQL server on which each run creates a database of its own.
 #[derive(Clone)]
 struct PgServer {
@@ -253,7 +264,7 @@ impl PgServer {
                 format!(
                     "cannot connect to PostgreSQL at {}: {}",
                     Self::shown(url),
-                    self.redact(&e.to_string())
+                    self.redact(&chain(&e))
                 )
             })?;
         tokio::spawn(async move {
