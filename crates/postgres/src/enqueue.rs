@@ -277,14 +277,15 @@ async fn write(
             )
             .await
             .map_err(|e| db(t, e))?;
-        // Counts in subscriber order (a fixed lock order), and the wake-up of every node,
-        // sent by the server at COMMIT.
+        // Counts (this connection's shard) in subscriber order (a fixed lock order), and the
+        // wake-up of every node, sent by the server at COMMIT.
         let s_counts = tx
             .prepare_cached(
                 "WITH c AS (
-                   INSERT INTO herald_counts AS c (subscriber, pending)
-                   SELECT u.s, u.n FROM unnest($1::text[], $2::int8[]) AS u(s, n) ORDER BY u.s
-                   ON CONFLICT (subscriber) DO UPDATE SET pending = c.pending + EXCLUDED.pending
+                   INSERT INTO herald_counts AS c (subscriber, shard, pending)
+                   SELECT u.s, (pg_backend_pid() % 16)::int2, u.n
+                   FROM unnest($1::text[], $2::int8[]) AS u(s, n) ORDER BY u.s
+                   ON CONFLICT (subscriber, shard) DO UPDATE SET pending = c.pending + EXCLUDED.pending
                  )
                  SELECT pg_notify('herald_work', s) FROM unnest($1::text[]) AS s",
             )

@@ -17,6 +17,9 @@
 //! - **Outcomes** are batched by one task (one statement per flush), fenced by the lease token,
 //!   and kept in memory (bounded) when the database is unreachable, to be written when it
 //!   returns.
+//! - **Counts** by state are kept in the transaction of every change, spread over 16 rows
+//!   per subscriber (one per connection's shard, summed when read), so a subscriber's
+//!   concurrent ingest, claims and outcomes never wait for each other's COMMIT on one hot row.
 //! - **Wake-ups**: `NOTIFY` in the committing transaction, relayed from a dedicated `LISTEN`
 //!   connection to the [`StoreListener`], with polling every second
 //!   as a backstop.

@@ -13,11 +13,12 @@ use crate::{parse_config, PgError, Target};
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../migrations/0001_init.sql")),
     (2, include_str!("../migrations/0002_ordering.sql")),
-    (3, include_str!("../migrations/0003_vacuum.sql")),
+    (3, include_str!("../migrations/0003_count_shards.sql")),
+    (4, include_str!("../migrations/0004_vacuum.sql")),
 ];
 
 /// The newest schema version this binary knows.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// Advisory lock key of migrations ("herald-m").
 const MIGRATION_LOCK: i64 = 0x6865_7261_6c64_2d6d;

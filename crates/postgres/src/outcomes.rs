@@ -203,11 +203,11 @@ att AS (
   FROM upd u JOIN input i ON i.id = u.id
 ),
 cnt AS (
-  INSERT INTO herald_counts AS c (subscriber, pending, in_flight, delivered, dead)
-  SELECT subscriber, count(*) FILTER (WHERE status = 0), -count(*),
-         count(*) FILTER (WHERE status = 2), count(*) FILTER (WHERE status = 3)
+  INSERT INTO herald_counts AS c (subscriber, shard, pending, in_flight, delivered, dead)
+  SELECT subscriber, (pg_backend_pid() % 16)::int2, count(*) FILTER (WHERE status = 0),
+         -count(*), count(*) FILTER (WHERE status = 2), count(*) FILTER (WHERE status = 3)
   FROM upd GROUP BY subscriber ORDER BY subscriber
-  ON CONFLICT (subscriber) DO UPDATE SET
+  ON CONFLICT (subscriber, shard) DO UPDATE SET
     pending = c.pending + EXCLUDED.pending, in_flight = c.in_flight + EXCLUDED.in_flight,
     delivered = c.delivered + EXCLUDED.delivered, dead = c.dead + EXCLUDED.dead
 )
@@ -225,9 +225,10 @@ upd AS (
   RETURNING d.id, d.subscriber
 ),
 cnt AS (
-  INSERT INTO herald_counts AS c (subscriber, pending, in_flight)
-  SELECT subscriber, count(*), -count(*) FROM upd GROUP BY subscriber ORDER BY subscriber
-  ON CONFLICT (subscriber) DO UPDATE SET
+  INSERT INTO herald_counts AS c (subscriber, shard, pending, in_flight)
+  SELECT subscriber, (pg_backend_pid() % 16)::int2, count(*), -count(*)
+  FROM upd GROUP BY subscriber ORDER BY subscriber
+  ON CONFLICT (subscriber, shard) DO UPDATE SET
     pending = c.pending + EXCLUDED.pending, in_flight = c.in_flight + EXCLUDED.in_flight
 ),
 ntf AS (

@@ -161,9 +161,12 @@ upd AS (
             d.budget_since, d.ordering_key, picked.old_status, picked.old_ready
 ),
 cnt AS (
-  UPDATE herald_counts c SET pending = c.pending - x.n, in_flight = c.in_flight + x.n
+  INSERT INTO herald_counts AS c (subscriber, shard, pending, in_flight)
+  SELECT $1, (pg_backend_pid() % 16)::int2, -x.n, x.n
   FROM (SELECT count(*) AS n FROM upd WHERE old_status = 0) x
-  WHERE c.subscriber = $1 AND x.n > 0
+  WHERE x.n > 0
+  ON CONFLICT (subscriber, shard) DO UPDATE SET
+    pending = c.pending + EXCLUDED.pending, in_flight = c.in_flight + EXCLUDED.in_flight
 )
 SELECT u.id, u.event_id, u.attempts, u.created_at, u.lease_token, u.budget_first,
        u.budget_since, u.ordering_key, u.old_ready, e.event_type, e.payload, e.traceparent
@@ -318,11 +321,12 @@ impl PgStore {
                RETURNING d.id, d.subscriber, picked.old_status
              ),
              cnt AS (
-               INSERT INTO herald_counts AS c (subscriber, pending, delivered, dead)
-               SELECT subscriber, count(*), -count(*) FILTER (WHERE old_status = 2),
+               INSERT INTO herald_counts AS c (subscriber, shard, pending, delivered, dead)
+               SELECT subscriber, (pg_backend_pid() % 16)::int2, count(*),
+                      -count(*) FILTER (WHERE old_status = 2),
                       -count(*) FILTER (WHERE old_status = 3)
                FROM upd GROUP BY subscriber ORDER BY subscriber
-               ON CONFLICT (subscriber) DO UPDATE SET pending = c.pending + EXCLUDED.pending,
+               ON CONFLICT (subscriber, shard) DO UPDATE SET pending = c.pending + EXCLUDED.pending,
                  delivered = c.delivered + EXCLUDED.delivered, dead = c.dead + EXCLUDED.dead
              ),
              ntf AS (
@@ -390,11 +394,11 @@ impl PgStore {
             ),
             att AS (DELETE FROM herald_attempts a USING gone WHERE a.delivery_id = gone.id),
             cnt AS (
-              INSERT INTO herald_counts AS c (subscriber, delivered, dead)
-              SELECT subscriber, -count(*) FILTER (WHERE status = 2),
-                     -count(*) FILTER (WHERE status = 3)
+              INSERT INTO herald_counts AS c (subscriber, shard, delivered, dead)
+              SELECT subscriber, (pg_backend_pid() % 16)::int2,
+                     -count(*) FILTER (WHERE status = 2), -count(*) FILTER (WHERE status = 3)
               FROM gone GROUP BY subscriber ORDER BY subscriber
-              ON CONFLICT (subscriber) DO UPDATE SET
+              ON CONFLICT (subscriber, shard) DO UPDATE SET
                 delivered = c.delivered + EXCLUDED.delivered, dead = c.dead + EXCLUDED.dead
             ),
             ev AS (
@@ -844,7 +848,10 @@ impl DeliveryStore for PgStore {
         let client = self.inner.conn().await?;
         let stmt = client
             .prepare_cached(
-                "SELECT pending, in_flight, delivered, dead FROM herald_counts WHERE subscriber = $1",
+                // The sum of the subscriber's shards (see migration 3).
+                "SELECT sum(pending)::int8, sum(in_flight)::int8, sum(delivered)::int8,
+                        sum(dead)::int8
+                 FROM herald_counts WHERE subscriber = $1 HAVING count(*) > 0",
             )
             .await
             .map_err(|e| db(t, e))?;
@@ -861,8 +868,9 @@ impl DeliveryStore for PgStore {
         let client = self.inner.conn().await?;
         let stmt = client
             .prepare_cached(
-                "SELECT subscriber, pending, in_flight, delivered, dead FROM herald_counts
-                 ORDER BY subscriber",
+                "SELECT subscriber, sum(pending)::int8, sum(in_flight)::int8,
+                        sum(delivered)::int8, sum(dead)::int8
+                 FROM herald_counts GROUP BY subscriber ORDER BY subscriber",
             )
             .await
             .map_err(|e| db(t, e))?;

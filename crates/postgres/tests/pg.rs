@@ -166,6 +166,110 @@ async fn concurrent_enqueues_share_transactions() {
     assert_eq!(store.counts(&a).await.unwrap(), counts(200, 0, 0, 0));
 }
 
+/// The counts rows a subscriber's writes lock are per connection (migration 3): another
+/// transaction holding the subscriber's other rows open (as a slow COMMIT does) blocks none of
+/// this store's writes, and the summed counts stay exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_counts_rows_of_other_connections_block_no_write_and_the_sum_stays_exact() {
+    let db = TestDb::new().await;
+    // A pool of 2: every write of this store goes through one of two known connections.
+    let store = Arc::new(
+        PgStore::connect(PgOptions::new(&db.url).node_id("a").pool_size(2))
+            .await
+            .unwrap(),
+    );
+    let a = sub("a");
+    // Both pool connections in use once (concurrent enqueues and a claim).
+    let warm: Vec<_> = (0..8)
+        .map(|i| {
+            let (store, a) = (store.clone(), a.clone());
+            tokio::spawn(
+                async move { enqueue_one(&store, event(&[&a], T0, &format!("{i}"))).await },
+            )
+        })
+        .collect();
+    for t in warm {
+        t.await.unwrap();
+    }
+    let first = claim(&store, &a, T0, 60_000, 2, 100).await;
+    assert_eq!(first.len(), 2);
+
+    // The shards of the store's connections (and of its LISTEN connection).
+    let client = db.client().await;
+    let store_shards: std::collections::HashSet<i32> = client
+        .query(
+            "SELECT pid % 16 FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name = 'herald'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(!store_shards.is_empty());
+    // Another connection holds the rows of `a` of every other shard open (uncommitted).
+    let holder = db.client().await;
+    let taken: Vec<i16> = store_shards
+        .iter()
+        .map(|&s| i16::try_from(s).unwrap())
+        .collect();
+    holder.batch_execute("BEGIN").await.unwrap();
+    let held = holder
+        .execute(
+            "INSERT INTO herald_counts AS c (subscriber, shard, pending)
+             SELECT 'a', s, 0 FROM generate_series(0, 15) AS s WHERE s <> ALL($1::int2[])
+             ON CONFLICT (subscriber, shard) DO UPDATE SET pending = c.pending",
+            &[&taken],
+        )
+        .await
+        .unwrap();
+    assert_eq!(held, 16 - taken.len() as u64);
+
+    // Every kind of write of `a` goes through meanwhile: ingest, claim, outcome, release.
+    let writes = async {
+        enqueue_one(&store, event(&[&a], T0, "during")).await;
+        let claimed = claim(&store, &a, T0, 60_000, 3, 100).await;
+        assert_eq!(claimed.len(), 3);
+        let ok = attempt(T0, Some(204), None);
+        store
+            .finish_attempt(first[0].id, first[0].lease, ok.clone(), Outcome::Delivered)
+            .await
+            .unwrap();
+        store
+            .finish_attempt(claimed[0].id, claimed[0].lease, ok, Outcome::Dead)
+            .await
+            .unwrap();
+        store
+            .release(first[1].id, first[1].lease, T0)
+            .await
+            .unwrap();
+    };
+    tokio::time::timeout(Duration::from_secs(30), writes)
+        .await
+        .expect("a write of the subscriber waited on another connection's counts row");
+    holder.batch_execute("COMMIT").await.unwrap();
+
+    // 9 enqueued; 1 delivered, 1 dead, 2 in flight (claimed[1..]), 5 pending.
+    let expected = counts(5, 2, 1, 1);
+    assert_eq!(store.counts(&a).await.unwrap(), expected);
+    let all = store.all_counts().await.unwrap();
+    assert_eq!(all, vec![(a.clone(), expected)]);
+    // The same as a scan of the deliveries.
+    let scanned: Vec<(i16, i64)> = client
+        .query(
+            "SELECT status, count(*) FROM herald_deliveries WHERE subscriber = 'a'
+             GROUP BY status ORDER BY status",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(scanned, vec![(0, 5), (1, 2), (2, 1), (3, 1)]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_keys_return_the_first_receipt_within_a_batch_and_across_nodes() {
     let db = TestDb::new().await;

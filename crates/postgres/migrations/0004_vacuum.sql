@@ -1,4 +1,4 @@
--- Herald schema, version 3: vacuum the delivery table eagerly.
+-- Herald schema, version 4: vacuum the hot tables eagerly.
 --
 -- Every attempt updates its delivery row (status, attempts, lease), so herald_deliveries turns
 -- over its rows many times a day. PostgreSQL's default starts autovacuum only once 20 % of a

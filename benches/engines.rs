@@ -1,0 +1,327 @@
+//! The two storage engines side by side, in one run, through the same [`DeliveryStore`] calls:
+//! sled (`herald-queue`, in a temp dir) and PostgreSQL (`herald-postgres`, on a fresh database).
+//!
+//! - `engines_enqueue/{sled,postgres}/32x{1,100}`: 32 producers call `enqueue` concurrently,
+//!   each with a batch of 1 or 100 events (one subscriber, 500-byte payload). Every call
+//!   returns once its events are durable (sled: a group-committed fsync; PostgreSQL: COMMIT
+//!   with synchronous commit), so concurrent calls share one commit. Throughput: events.
+//! - `engines_claim_finish/{sled,postgres}/32`: one claimer leases up to 32 due deliveries at a
+//!   time and reports each one `Delivered` concurrently, as the dispatcher's attempts do
+//!   (PostgreSQL batches those outcomes into one statement). The backlog is built outside the
+//!   timing. Throughput: deliveries.
+//!
+//! Both engines run on the same two-worker runtime. PostgreSQL: the server of
+//! `HERALD_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`), a role
+//! that may CREATE DATABASE; one database `herald_bench_<pid>_<n>` per group, dropped at the
+//! end. If it cannot be reached the bench stops with a message saying so: it never skips.
+//!
+//! Run: `cargo bench --bench engines -- --warm-up-time 1 --measurement-time 5`
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, Throughput};
+use herald_core::{
+    AttemptRecord, ClaimRequest, DeliveryStore, NewEvent, Outcome, SubscriberId, UnixMillis,
+};
+use herald_postgres::{PgOptions, PgStore};
+use herald_queue::{SledOptions, SledStore};
+use tempfile::TempDir;
+use tokio::runtime::Runtime;
+mod support;
+use support::runtime;
+
+/// The server used when `HERALD_TEST_DATABASE_URL` is not set.
+const LOCAL_DATABASE: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// Concurrent producers in the enqueue benchmarks.
+const PRODUCERS: usize = 32;
+
+/// Most deliveries leased per claim.
+const CLAIM_MAX: usize = 32;
+
+/// An error with its sources, e.g. "error connecting to server: Connection refused".
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    text
+}
+
+/// A 500-byte JSON payload.
+fn payload(len: usize) -> Bytes {
+    let head = br#"{"processId":"8263a268-5388-492a-bca2-28e1ff4a69f0","state":"PROCESS_STATE_FINISHED","pad":""#;
+    let mut v = head.to_vec();
+    v.resize(len - 2, b'x');
+    v.extend_from_slice(b"\"}");
+    Bytes::from(v)
+}
+
+fn new_event(sub: &SubscriberId, body: &Bytes, at: u64) -> NewEvent {
+    NewEvent {
+        event_type: "PROCESS_STATE_FINISHED".into(),
+        payload: body.clone(),
+        subscribers: vec![sub.clone()],
+        idempotency_key: None,
+        received_at: UnixMillis(at),
+        ordering_key: None,
+        ordered_for: Vec::new(),
+        traceparent: None,
+    }
+}
+
+fn delivered() -> AttemptRecord {
+    AttemptRecord {
+        attempt: 1,
+        at: UnixMillis(1),
+        status_code: Some(204),
+        error: None,
+        duration_ms: 3,
+    }
+}
+
+/// The PostgreSQL server the bench creates its databases on (its URL may hold a password:
+/// only host:port/database is printed).
+struct Server {
+    admin: url::Url,
+}
+
+impl Server {
+    /// The server of `HERALD_TEST_DATABASE_URL` (or the local default); panics, naming it, if
+    /// it cannot be reached.
+    async fn reach() -> Self {
+        let raw =
+            std::env::var("HERALD_TEST_DATABASE_URL").unwrap_or_else(|_| LOCAL_DATABASE.to_owned());
+        let admin = url::Url::parse(raw.trim())
+            .ok()
+            .filter(|u| matches!(u.scheme(), "postgres" | "postgresql"))
+            .unwrap_or_else(|| {
+                panic!(
+                    "engines bench: HERALD_TEST_DATABASE_URL is not a postgres:// URL (value not \
+                     shown)"
+                )
+            });
+        let server = Self { admin };
+        server.connect(&server.admin).await;
+        server
+    }
+
+    fn shown(url: &url::Url) -> String {
+        format!(
+            "{}:{}{}",
+            url.host_str().unwrap_or("localhost"),
+            url.port().unwrap_or(5432),
+            url.path()
+        )
+    }
+
+    async fn connect(&self, url: &url::Url) -> tokio_postgres::Client {
+        match tokio_postgres::connect(url.as_str(), tokio_postgres::NoTls).await {
+            Ok((client, connection)) => {
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                client
+            }
+            Err(e) => {
+                let mut reason = chain(&e);
+                if let Some(p) = url.password().filter(|p| !p.is_empty()) {
+                    reason = reason.replace(p, "**REDACTED**");
+                }
+                panic!(
+                    "engines bench: PostgreSQL at {} is unreachable: {reason}. This bench \
+                     compares sled with PostgreSQL and does not skip: start a server, or set \
+                     HERALD_TEST_DATABASE_URL to a role that may CREATE DATABASE, e.g. \
+                     postgres://postgres@127.0.0.1:5432/postgres",
+                    Self::shown(url)
+                )
+            }
+        }
+    }
+
+    /// A fresh database; returns its URL and name.
+    async fn create(&self) -> (url::Url, String) {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let name = format!(
+            "herald_bench_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        self.connect(&self.admin)
+            .await
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap_or_else(|e| panic!("engines bench: CREATE DATABASE {name}: {e}"));
+        let mut url = self.admin.clone();
+        url.set_path(&format!("/{name}"));
+        eprintln!("engines bench: PostgreSQL database {}", Self::shown(&url));
+        (url, name)
+    }
+
+    async fn drop_database(&self, name: &str) {
+        let result = self
+            .connect(&self.admin)
+            .await
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await;
+        if let Err(e) = result {
+            eprintln!("engines bench: could not drop the database {name}: {e}");
+        }
+    }
+}
+
+/// One store of each engine, fresh, for one group.
+struct Engines {
+    _dir: TempDir,
+    sled: Arc<dyn DeliveryStore>,
+    postgres: Arc<dyn DeliveryStore>,
+    database: String,
+}
+
+impl Engines {
+    async fn open(server: &Server) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sled = SledStore::open(dir.path(), SledOptions::default()).expect("open sled store");
+        let (url, database) = server.create().await;
+        let postgres = PgStore::connect(PgOptions::new(url.as_str()).node_id("bench"))
+            .await
+            .unwrap_or_else(|e| panic!("engines bench: connecting the PostgreSQL store: {e}"));
+        Self {
+            _dir: dir,
+            sled: Arc::new(sled),
+            postgres: Arc::new(postgres),
+            database,
+        }
+    }
+
+    fn each(&self) -> [(&'static str, &Arc<dyn DeliveryStore>); 2] {
+        [("sled", &self.sled), ("postgres", &self.postgres)]
+    }
+
+    /// Closes both stores and drops the database.
+    async fn close(self, server: &Server) {
+        let Self {
+            _dir,
+            sled,
+            postgres,
+            database,
+        } = self;
+        drop((sled, postgres));
+        server.drop_database(&database).await;
+    }
+}
+
+fn enqueue(c: &mut Criterion, rt: &Runtime, server: &Server) {
+    let engines = rt.block_on(Engines::open(server));
+    let mut group = c.benchmark_group("engines_enqueue");
+    let body = payload(500);
+    let sub = SubscriberId::new("enqueue").expect("id");
+    for batch in [1usize, 100] {
+        group.throughput(Throughput::Elements((PRODUCERS * batch) as u64));
+        for (name, store) in engines.each() {
+            group.bench_function(
+                BenchmarkId::new(name, format!("{PRODUCERS}x{batch}")),
+                |b| {
+                    b.to_async(rt).iter_custom(|iters| {
+                        let (store, body, sub) = (Arc::clone(store), body.clone(), sub.clone());
+                        async move {
+                            // One iteration: every producer makes one durable enqueue of `batch`.
+                            let start = Instant::now();
+                            let mut tasks = tokio::task::JoinSet::new();
+                            for _ in 0..PRODUCERS {
+                                let (store, body, sub) =
+                                    (Arc::clone(&store), body.clone(), sub.clone());
+                                tasks.spawn(async move {
+                                    for i in 0..iters {
+                                        let events =
+                                            (0..batch).map(|_| new_event(&sub, &body, i)).collect();
+                                        store.enqueue(events).await.expect("enqueue");
+                                    }
+                                });
+                            }
+                            while let Some(r) = tasks.join_next().await {
+                                r.expect("producer");
+                            }
+                            start.elapsed()
+                        }
+                    });
+                },
+            );
+        }
+    }
+    group.finish();
+    rt.block_on(engines.close(server));
+}
+
+fn claim_finish(c: &mut Criterion, rt: &Runtime, server: &Server) {
+    let engines = rt.block_on(Engines::open(server));
+    let mut group = c.benchmark_group("engines_claim_finish");
+    group.throughput(Throughput::Elements(1));
+    let body = payload(500);
+    let sub = SubscriberId::new("claim").expect("id");
+    for (name, store) in engines.each() {
+        group.bench_function(BenchmarkId::new(name, CLAIM_MAX), |b| {
+            b.to_async(rt).iter_custom(|iters| {
+                let (store, body, sub) = (Arc::clone(store), body.clone(), sub.clone());
+                async move {
+                    // Untimed: the backlog to drain, due at 0.
+                    let mut left = iters;
+                    while left > 0 {
+                        let n = left.min(1000);
+                        let events = (0..n).map(|_| new_event(&sub, &body, 0)).collect();
+                        store.enqueue(events).await.expect("enqueue");
+                        left -= n;
+                    }
+                    let start = Instant::now();
+                    let mut done = 0u64;
+                    while done < iters {
+                        let claimed = store
+                            .claim(ClaimRequest {
+                                subscriber: &sub,
+                                now: UnixMillis(1),
+                                lease_until: UnixMillis(30_001),
+                                max: CLAIM_MAX,
+                                cap: u32::MAX,
+                            })
+                            .await
+                            .expect("claim");
+                        assert!(!claimed.is_empty(), "backlog ran dry");
+                        done += claimed.len() as u64;
+                        let mut outcomes = tokio::task::JoinSet::new();
+                        for c in claimed {
+                            black_box(&c.payload);
+                            let store = Arc::clone(&store);
+                            outcomes.spawn(async move {
+                                store
+                                    .finish_attempt(c.id, c.lease, delivered(), Outcome::Delivered)
+                                    .await
+                                    .expect("finish");
+                            });
+                        }
+                        while let Some(r) = outcomes.join_next().await {
+                            r.expect("outcome");
+                        }
+                    }
+                    start.elapsed()
+                }
+            });
+        });
+    }
+    group.finish();
+    rt.block_on(engines.close(server));
+}
+
+fn main() {
+    let rt = runtime();
+    let server = rt.block_on(Server::reach());
+    let mut c = Criterion::default().configure_from_args();
+    enqueue(&mut c, &rt, &server);
+    claim_finish(&mut c, &rt, &server);
+    c.final_summary();
+}
