@@ -189,12 +189,24 @@ async fn wait_page(c: &Client, what: &str, ok: impl Fn(&str) -> bool) -> String 
 }
 
 async fn text_of(c: &Client, css: &str) -> String {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no element {css}: {e}"))
-        .text()
-        .await
-        .unwrap()
+    // The live refresh may replace the element between finding it and reading it (a stale
+    // element reference): find it again.
+    let mut tries = 0;
+    loop {
+        let element = c
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no element {css}: {e}"));
+        match element.text().await {
+            Ok(text) => return text,
+            Err(e) if tries < 5 => {
+                tries += 1;
+                eprintln!("reading {css} again: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("reading {css}: {e}"),
+        }
+    }
 }
 
 fn save_screenshot(png: &[u8], name: &str) {
