@@ -14,12 +14,9 @@ use serde_json::json;
 
 use crate::error::ApiError;
 use crate::openapi::{ClusterDoc, DeliveryPageDoc, ErrorDoc, RedriveDoc, ReloadDoc};
+use crate::paging;
 use crate::views::{DeliveryView, NodeView, SubscriberView};
 use crate::ApiState;
-
-/// Default and largest page size of `GET /v1/deliveries`.
-const DEFAULT_PAGE: usize = 100;
-const MAX_PAGE: usize = 1000;
 
 fn delivery_id(raw: &str) -> Result<DeliveryId, ApiError> {
     raw.parse()
@@ -254,23 +251,8 @@ pub(crate) async fn list_deliveries(
         Some(s) => Some(s.parse::<DeliveryStatus>().map_err(ApiError::bad_request)?),
         None => None,
     };
-    let limit = match p.limit.as_deref().filter(|s| !s.is_empty()) {
-        Some(s) => s
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad_request(format!("limit must be a number from 1 to {MAX_PAGE}"))
-            })?,
-        None => DEFAULT_PAGE,
-    };
-    let cursor = match p.cursor.as_deref().filter(|s| !s.is_empty()) {
-        Some(c) => Some(
-            c.parse::<DeliveryId>()
-                .map_err(|_| ApiError::bad_request(format!("invalid cursor {c:?}")))?,
-        ),
-        None => None,
-    };
+    let limit = paging::limit(&p.limit)?;
+    let cursor = paging::cursor::<DeliveryId>(&p.cursor)?;
     let page = state
         .inner
         .store

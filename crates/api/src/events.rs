@@ -11,12 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 use crate::openapi::ErrorDoc;
+use crate::paging::{self, non_empty};
 use crate::views::EventView;
 use crate::ApiState;
-
-/// Default and largest page size of `GET /v1/events`.
-const DEFAULT_PAGE: usize = 100;
-const MAX_PAGE: usize = 1000;
 
 /// A page of events.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -79,10 +76,6 @@ pub(crate) fn parse_time(field: &str, raw: &str) -> Result<UnixMillis, ApiError>
         .map_err(|_| ApiError::bad_request(format!("{field} is before 1970")))
 }
 
-fn non_empty(v: &Option<String>) -> Option<&str> {
-    v.as_deref().filter(|s| !s.is_empty())
-}
-
 /// `GET /v1/events?since=&until=&event_type=&limit=&cursor=`: events in id (acceptance) order.
 #[utoipa::path(get, path = "/v1/events", tag = "events",
     summary = "A page of events in acceptance order, filtered (without their deliveries)",
@@ -104,23 +97,8 @@ pub(crate) async fn list_events(
     let until = non_empty(&p.until)
         .map(|s| parse_time("until", s))
         .transpose()?;
-    let limit = match non_empty(&p.limit) {
-        Some(s) => s
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad_request(format!("limit must be a number from 1 to {MAX_PAGE}"))
-            })?,
-        None => DEFAULT_PAGE,
-    };
-    let cursor = match non_empty(&p.cursor) {
-        Some(c) => Some(
-            c.parse::<EventId>()
-                .map_err(|_| ApiError::bad_request(format!("invalid cursor {c:?}")))?,
-        ),
-        None => None,
-    };
+    let limit = paging::limit(&p.limit)?;
+    let cursor = paging::cursor::<EventId>(&p.cursor)?;
     let page = state
         .inner
         .store

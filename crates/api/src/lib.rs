@@ -36,6 +36,7 @@ mod ingest;
 mod ingest_span;
 mod metrics;
 mod openapi;
+mod paging;
 mod replay;
 
 mod views;
