@@ -211,7 +211,10 @@ proptest! {
         check_answer(status, &answer, &body)?;
         if status == 202 {
             let results = answer["results"].as_array().unwrap();
-            prop_assert_eq!(results.len(), items.len());
+            // One result per item of the array as sent: a generated item that is empty (or only
+            // whitespace) adds none (`[` + `` + `]` is an empty batch).
+            let sent = items.iter().filter(|i| !i.iter().all(u8::is_ascii_whitespace)).count();
+            prop_assert_eq!(results.len(), sent);
             for result in results {
                 prop_assert!(
                     result["event_id"].is_string() || result["error"].is_string(),
