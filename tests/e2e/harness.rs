@@ -788,9 +788,7 @@ impl Herald {
     pub async fn start(mut config: Config) -> Self {
         let db =
             if !config.sled_only && matches!(config.engine, Engine::Sled) && suite_on_postgres() {
-                let db = TestDb::create()
-                    .await
-                    .expect("HERALD_E2E_ENGINE=postgres needs HERALD_TEST_DATABASE_URL");
+                let db = TestDb::create().await;
                 config.engine = Engine::Postgres {
                     url: db.url.clone(),
                     node_id: None,
@@ -1131,9 +1129,9 @@ pub fn receipt_ids(receipt: &Value) -> Vec<(String, String)> {
 
 /// The server the PostgreSQL tests use (`HERALD_TEST_DATABASE_URL`; `scripts/test` starts
 /// one and sets it). Unset is a failure, never a skip.
-pub fn test_database_url() -> Option<String> {
+pub fn test_database_url() -> String {
     match std::env::var("HERALD_TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
+        Ok(url) if !url.is_empty() => url,
         _ => panic!(
             "HERALD_TEST_DATABASE_URL is not set. The PostgreSQL tests need a server: run \
              scripts/test (it starts a throwaway one), or export \
@@ -1167,19 +1165,19 @@ pub struct TestDb {
 }
 
 impl TestDb {
-    /// `None` when no server is configured (see [`test_database_url`]).
-    pub async fn create() -> Option<Self> {
-        let admin_url = test_database_url()?;
+    /// A fresh database on the server of [`test_database_url`] (which fails without one).
+    pub async fn create() -> Self {
+        let admin_url = test_database_url();
         let name = format!("herald_e2e_{:016x}", Rng::seeded().next_u64());
         admin_exec(&admin_url, &format!("CREATE DATABASE {name}"))
             .await
             .expect("CREATE DATABASE on HERALD_TEST_DATABASE_URL");
         let url = with_database(&admin_url, &name);
-        Some(Self {
+        Self {
             admin_url,
             name,
             url,
-        })
+        }
     }
 
     /// Runs SQL in the test database.

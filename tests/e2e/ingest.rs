@@ -32,9 +32,7 @@ async fn payload_bytes_headers_and_fan_out() {
 /// The same on PostgreSQL (the engine is a parameter of the harness).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payload_bytes_headers_and_fan_out_on_postgres() {
-    let Some(db) = crate::harness::TestDb::create().await else {
-        return;
-    };
+    let db = crate::harness::TestDb::create().await;
     payload_bytes_headers_and_fan_out_on(Config::default().postgres(&db.url, None)).await;
 }
 

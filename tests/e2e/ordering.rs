@@ -176,9 +176,7 @@ async fn a_sigkill_mid_stream_keeps_the_order() {
 /// the nodes (the line is in the database, not in either process).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_key_order_holds_across_two_nodes_on_postgres() {
-    let Some(db) = TestDb::create().await else {
-        return;
-    };
+    let db = TestDb::create().await;
     let rx = Receiver::start_with(Mode::Flaky {
         p_500: 0.3,
         delay: Duration::from_millis(3),
