@@ -246,7 +246,13 @@ impl PgStore {
         let target = Target::of(&config);
         // Every commit waits for the WAL flush, whatever the server's default: `202` and
         // an outcome's acknowledgement mean durable.
-        config.options("-c synchronous_commit=on");
+        // A node that stops mid-transaction (frozen by SIGSTOP, a stalled VM, a network
+        // partition with the socket still open) would otherwise hold its row locks for as long
+        // as its connection lives: a claim's lock on a subscriber's row makes every other node
+        // skip that subscriber. Herald's transactions never wait on anything but their own
+        // statements, so one idle for 10 s belongs to a node that is gone: the server ends it
+        // and its locks are free.
+        config.options("-c synchronous_commit=on -c idle_in_transaction_session_timeout=10000");
         config.application_name("herald");
         config.connect_timeout(options.connect_timeout);
         config.keepalives(true);

@@ -364,6 +364,13 @@ async fn commits_are_synchronous_whatever_the_database_default() {
         .unwrap()
         .get(0);
     assert_eq!(ours, "on");
+    // And a transaction left idle (a frozen node) is ended by the server, freeing its locks.
+    let idle: String = client
+        .query_one("SHOW idle_in_transaction_session_timeout", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(idle, "10s");
 }
 
 // ---------------------------------------------------------------------------------------------
