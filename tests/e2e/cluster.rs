@@ -342,7 +342,7 @@ async fn migrate_applies_the_schema_and_refuses_a_newer_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_stopped_and_started_under_load_answers_503_then_recovers_losing_nothing() {
     // Fails here, never skips, without a server to start from.
-    crate::harness::test_database_url();
+    let _server = crate::harness::test_database_url();
     let pg = crate::harness::OwnPostgres::start_new();
     let rx = Receiver::start_with(Mode::Delay(Duration::from_millis(20), 200)).await;
     let config = Config::default()

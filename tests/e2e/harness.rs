@@ -1127,83 +1127,10 @@ pub fn receipt_ids(receipt: &Value) -> Vec<(String, String)> {
 // ---------------------------------------------------------------------------------------------
 // PostgreSQL
 
-/// The server the PostgreSQL tests use (`HERALD_TEST_DATABASE_URL`; `scripts/test` starts
-/// one and sets it). Unset is a failure, never a skip.
-pub fn test_database_url() -> String {
-    match std::env::var("HERALD_TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => panic!(
-            "HERALD_TEST_DATABASE_URL is not set. The PostgreSQL tests need a server: run \
-             scripts/test (it starts a throwaway one), or export \
-             HERALD_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres"
-        ),
-    }
-}
-
-/// `url` with its database name replaced by `db`.
-pub fn with_database(url: &str, db: &str) -> String {
-    let mut u = url::Url::parse(url).expect("HERALD_TEST_DATABASE_URL is a postgres:// URL");
-    u.set_path(&format!("/{db}"));
-    u.to_string()
-}
-
-async fn admin_exec(url: &str, sql: &str) -> Result<(), tokio_postgres::Error> {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
-    let driver = tokio::spawn(conn);
-    let r = client.batch_execute(sql).await;
-    drop(client);
-    let _ = driver.await;
-    r
-}
-
-/// A fresh database for one test (`herald_e2e_<random>`), dropped at the end.
-pub struct TestDb {
-    pub admin_url: String,
-    pub name: String,
-    /// The new database's URL.
-    pub url: String,
-}
-
-impl TestDb {
-    /// A fresh database on the server of [`test_database_url`] (which fails without one).
-    pub async fn create() -> Self {
-        let admin_url = test_database_url();
-        let name = format!("herald_e2e_{:016x}", Rng::seeded().next_u64());
-        admin_exec(&admin_url, &format!("CREATE DATABASE {name}"))
-            .await
-            .expect("CREATE DATABASE on HERALD_TEST_DATABASE_URL");
-        let url = with_database(&admin_url, &name);
-        Self {
-            admin_url,
-            name,
-            url,
-        }
-    }
-
-    /// Runs SQL in the test database.
-    pub async fn exec(&self, sql: &str) {
-        admin_exec(&self.url, sql)
-            .await
-            .expect("SQL in the test database");
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let admin = self.admin_url.clone();
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        // Drop runs inside the test's runtime: a thread with its own.
-        let _ = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                let _ = rt.block_on(admin_exec(&admin, &sql));
-            }
-        })
-        .join();
-    }
-}
+/// A fresh database per test, and the server the PostgreSQL tests use
+/// (`HERALD_TEST_DATABASE_URL`; unset is a failure, never a skip): herald-postgres's test
+/// support, shared with its own tests and the dispatcher's.
+pub use herald_postgres::testing::{server_url as test_database_url, TestDb};
 
 /// A PostgreSQL server of the test's own (initdb on a temp dir, a free port), for tests that
 /// stop and start it. As root, it runs as the `postgres` user (PostgreSQL refuses root).

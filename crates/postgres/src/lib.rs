@@ -49,6 +49,9 @@ use tokio_postgres::config::Host;
 use tokio_postgres::NoTls;
 use tracing::info;
 
+#[cfg(feature = "testing")]
+pub mod testing;
+
 pub use error::PgError;
 pub use migrate::{migrate, SCHEMA_VERSION};
 pub use store::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};

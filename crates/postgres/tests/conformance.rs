@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use herald_core::DeliveryStore;
 
-mod common;
-use common::TestDb;
+use herald_postgres::testing::TestDb;
 
 struct Postgres;
 
@@ -16,7 +15,7 @@ impl herald_conformance::Engine for Postgres {
     type Handle = TestDb;
 
     async fn create(&self) -> (Arc<dyn DeliveryStore>, TestDb) {
-        let db = TestDb::new().await;
+        let db = TestDb::create().await;
         (Arc::new(db.store("conformance").await), db)
     }
 

@@ -21,8 +21,7 @@ use parking_lot::Mutex;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_postgres::NoTls;
 
-mod common;
-use common::TestDb;
+use herald_postgres::testing::TestDb;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
@@ -104,7 +103,7 @@ async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_are_fresh_idempotent_and_refuse_a_newer_schema() {
-    let db = TestDb::new().await;
+    let db = TestDb::create().await;
     assert_eq!(migrate(&db.url).await.unwrap(), SCHEMA_VERSION);
     // Again: nothing to do, same version, one row per version.
     assert_eq!(migrate(&db.url).await.unwrap(), SCHEMA_VERSION);
@@ -140,7 +139,7 @@ async fn migrations_are_fresh_idempotent_and_refuse_a_newer_schema() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_enqueues_share_transactions() {
-    let db = TestDb::new().await;
+    let db = TestDb::create().await;
     let store = Arc::new(db.store("a").await);
     let a = sub("a");
     let before = store.enqueue_transactions();
@@ -171,7 +170,7 @@ async fn concurrent_enqueues_share_transactions() {
 /// this store's writes, and the summed counts stay exact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn held_counts_rows_of_other_connections_block_no_write_and_the_sum_stays_exact() {
-    let db = TestDb::new().await;
+    let db = TestDb::create().await;
     // A pool of 2: every write of this store goes through one of two known connections.
     let store = Arc::new(
         PgStore::connect(PgOptions::new(&db.url).node_id("a").pool_size(2))
@@ -272,7 +271,7 @@ async fn held_counts_rows_of_other_connections_block_no_write_and_the_sum_stays_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_keys_return_the_first_receipt_within_a_batch_and_across_nodes() {
-    let db = TestDb::new().await;
+    let db = TestDb::create().await;
     let (n1, n2) = (db.store("n1").await, db.store("n2").await);
     let (a, b) = (sub("a"), sub("b"));
     let keyed = |subs: &[&SubscriberId], key: &str| {
@@ -337,7 +336,7 @@ async fn idempotency_keys_return_the_first_receipt_within_a_batch_and_across_nod
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commits_are_synchronous_whatever_the_database_default() {
-    let db = TestDb::new().await;
+    let db = TestDb::create().await;
     // An operator (or a managed service) made asynchronous commit the database's default.
     db.client()
         .await
@@ -378,7 +377,7 @@ async fn commits_are_synchronous_whatever_the_database_default() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cap_holds_across_two_nodes() {
-    let db = TestDb::new().await;
+    let db = TestDb::create().await;
     let n1 = Arc::new(db.store("n1").await);
     let n2 = Arc::new(db.store("n2").await);
     let a = sub("a");
@@ -423,7 +422,7 @@ async fn the_cap_holds_across_two_nodes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_lease_cannot_overwrite_a_newer_outcome() {
-    let db = TestDb::new().await;
+    let db = TestDb::create().await;
     let (n1, n2) = (db.store("n1").await, db.store("n2").await);
     let a = sub("a");
     let id = enqueue_one(&n1, event(&[&a], T0, "{}")).await.deliveries[0].id;
@@ -499,7 +498,7 @@ async fn a_stale_lease_cannot_overwrite_a_newer_outcome() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_node_releases_its_previous_leases() {
-    let db = TestDb::new().await;
+    let db = TestDb::create().await;
     let a = sub("a");
     let other = db.store("other").await;
     let n1 = db.store("n1").await;
@@ -529,7 +528,7 @@ async fn a_restarted_node_releases_its_previous_leases() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifecycle_retry_dead_redrive_replay_and_ordering() {
-    let db = TestDb::new().await;
+    let db = TestDb::create().await;
     let store = db.store("n1").await;
     let a = sub("a");
     // Due order; the payload comes back byte for byte.
@@ -712,7 +711,7 @@ impl StoreListener for Recorder {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_nodes_changes_wake_this_node() {
-    let db = TestDb::new().await;
+    let db = TestDb::create().await;
     let (n1, n2) = (db.store("n1").await, db.store("n2").await);
     let rec = Arc::new(Recorder::default());
     n2.set_listener(rec.clone());
@@ -743,7 +742,7 @@ async fn another_nodes_changes_wake_this_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_rate_tokens_and_the_throttle_are_shared() {
-    let db = TestDb::new().await;
+    let db = TestDb::create().await;
     let (n1, n2) = (db.store("n1").await, db.store("n2").await);
     n1.heartbeat(3).await.unwrap();
     let nodes = n2.nodes(UnixMillis::now()).await.unwrap();
@@ -829,7 +828,7 @@ async fn nodes_rate_tokens_and_the_throttle_are_shared() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn purge_runs_on_one_node_at_a_time() {
-    let db = TestDb::new().await;
+    let db = TestDb::create().await;
     let store = db.store("n1").await;
     let a = sub("a");
     let mut keyed = event(&[&a], T0, "{}");
@@ -903,7 +902,7 @@ async fn unreachable_at_start_names_the_host_never_the_password() {
     assert!(!format!("{err} {err:?}").contains("sekrit-pw-42"), "{err}");
 
     // A connected store's Debug shows where, not the password.
-    let db = TestDb::new().await;
+    let db = TestDb::create().await;
     let with_pw = db.url.replacen(
         "postgres://postgres@",
         "postgres://postgres:sekrit-pw-42@",
@@ -985,7 +984,7 @@ impl Proxy {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_lost_while_running_then_back() {
-    let db = TestDb::new().await;
+    let db = TestDb::create().await;
     // The proxy forwards to the test server's host and port.
     let cfg: tokio_postgres::Config = db.url.parse().unwrap();
     let host = match &cfg.get_hosts()[0] {
