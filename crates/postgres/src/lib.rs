@@ -23,6 +23,8 @@
 //! - **Wake-ups**: `NOTIFY` in the committing transaction, relayed from a dedicated `LISTEN`
 //!   connection to the [`StoreListener`], with polling every second
 //!   as a backstop.
+//! - **Vacuum**: where the server's autovacuum is off, one node vacuums the hot tables once a
+//!   tenth of their rows are dead (`vacuum`), so claims do not slow down over dead entries.
 //! - **Nodes**: a heartbeat row per node; a node restarted with the same id releases its
 //!   previous leases at connect.
 
@@ -33,6 +35,7 @@ mod migrate;
 mod notify;
 mod outcomes;
 mod store;
+mod vacuum;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -306,6 +309,7 @@ impl PgStore {
             tokio::spawn(outcomes::run(inner.clone(), outcome_rx)),
             tokio::spawn(notify::run(inner.clone(), config)),
             tokio::spawn(cluster::run_heartbeat(inner.clone())),
+            tokio::spawn(vacuum::run(inner.clone())),
         ];
         Ok(Self {
             inner,

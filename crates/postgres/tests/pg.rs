@@ -1065,3 +1065,56 @@ async fn database_lost_while_running_then_back() {
     assert!(ok, "ingest works again once the database is back");
     assert_eq!(direct.counts(&a).await.unwrap(), counts(2, 0, 2, 0));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Vacuum.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_autovacuum_off_a_node_vacuums_the_deliveries_table_itself() {
+    let db = TestDb::create().await;
+    let store = db.store("a").await;
+    let client = db.client().await;
+    // Autovacuum off for the table (as on a server running with autovacuum = off): nothing
+    // but Herald vacuums it now.
+    client
+        .batch_execute("ALTER TABLE herald_deliveries SET (autovacuum_enabled = false)")
+        .await
+        .unwrap();
+    let s = sub("s");
+    let events = (0..2_000)
+        .map(|i| event(&[&s], T0, &format!("{{\"n\":{i}}}")))
+        .collect();
+    store.enqueue(events).await.unwrap();
+    // Two rewrites of every row: 4,000 dead row versions beside 2,000 live ones.
+    for _ in 0..2 {
+        client
+            .batch_execute("UPDATE herald_deliveries SET updated_at = updated_at + 1")
+            .await
+            .unwrap();
+    }
+    let vacuums = || async {
+        client
+            .query_one(
+                "SELECT vacuum_count, n_dead_tup FROM pg_stat_user_tables
+                 WHERE relname = 'herald_deliveries'",
+                &[],
+            )
+            .await
+            .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1)))
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (count, dead) = vacuums().await;
+        if count > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "herald_deliveries was not vacuumed within 30 s ({dead} dead rows)"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // The queue is untouched.
+    assert_eq!(store.counts(&s).await.unwrap(), counts(2_000, 0, 0, 0));
+}
