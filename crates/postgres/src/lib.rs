@@ -23,7 +23,7 @@
 //! - **Wake-ups**: `NOTIFY` in the committing transaction, relayed from a dedicated `LISTEN`
 //!   connection to the [`StoreListener`], with polling every second
 //!   as a backstop.
-//! - **Vacuum**: where the server's autovacuum is off, one node vacuums the hot tables once a
+//! - **Vacuum**: when autovacuum is off or behind, one node vacuums the hot tables once a
 //!   tenth of their rows are dead (`vacuum`), so claims do not slow down over dead entries.
 //! - **Nodes**: a heartbeat row per node; a node restarted with the same id releases its
 //!   previous leases at connect.
