@@ -36,7 +36,7 @@
 //!   With export, Herald posts its spans to an OTLP/HTTP sink in this process that keeps the
 //!   bodies and counts their spans after the run (after Herald's shutdown flush):
 //!   `cargo run --release --example loadtest -- --events 20000 --otlp-rounds 3`.
-//! - `--compare`: sled, postgres with 1 node and postgres with 2 nodes, `--rounds` times each,
+//! - `--compare`: sled, then postgres with 1, 2 and 3 nodes, `--rounds` times each,
 //!   the order reversed every other round, each run on a fresh store; prints the medians and
 //!   the team's targets (met or not). A run interrupted by Ctrl-C may leave a `herald_load_*`
 //!   database behind.
@@ -124,7 +124,7 @@ struct Args {
     /// `[storage] pool_size` of each PostgreSQL node (default: Herald's, 16).
     #[arg(long)]
     pool_size: Option<usize>,
-    /// Compare the engines in one run: sled, postgres with 1 node, postgres with 2 nodes,
+    /// Compare the engines in one run: sled, then postgres with 1, 2 and 3 nodes,
     /// `--rounds` times each (the order reversed every other round); prints the medians.
     #[arg(long, conflicts_with_all = ["soak_seconds", "engine", "nodes"])]
     compare: bool,
@@ -1332,6 +1332,10 @@ async fn compare(args: &Args, server: &PgServer) -> Result<(), BoxError> {
             engine: EngineKind::Postgres,
             nodes: 2,
         },
+        Setup {
+            engine: EngineKind::Postgres,
+            nodes: 3,
+        },
     ];
     let rounds = args.rounds.max(1);
     eprintln!("load average before: {}", load_average());
@@ -1356,7 +1360,9 @@ async fn compare(args: &Args, server: &PgServer) -> Result<(), BoxError> {
     eprintln!("load average after: {load_after}");
 
     let med = |i: usize, f: &dyn Fn(&Metrics) -> f64| median(results[i].iter().map(f).collect());
-    let rate = |f: &dyn Fn(&Metrics) -> f64| -> Vec<f64> { (0..3).map(|i| med(i, f)).collect() };
+    let rate = |f: &dyn Fn(&Metrics) -> f64| -> Vec<f64> {
+        (0..setups.len()).map(|i| med(i, f)).collect()
+    };
     let rows: Vec<(String, Vec<f64>)> = vec![
         (
             format!(
@@ -1411,12 +1417,13 @@ async fn compare(args: &Args, server: &PgServer) -> Result<(), BoxError> {
         PgServer::shown(&server.admin),
     );
     println!(
-        "| metric | {} | {} | {} | postgres 1 node / sled | 2 nodes / 1 node |",
+        "| metric | {} | {} | {} | {} | postgres 1 node / sled | 2 nodes / 1 node | 3 nodes / 1 node |",
         setups[0].label(),
         setups[1].label(),
-        setups[2].label()
+        setups[2].label(),
+        setups[3].label()
     );
-    println!("|---|--:|--:|--:|--:|--:|");
+    println!("|---|--:|--:|--:|--:|--:|--:|--:|");
     let fmt = |v: f64| {
         if v.abs() >= 100.0 {
             format!("{v:.0}")
@@ -1426,12 +1433,14 @@ async fn compare(args: &Args, server: &PgServer) -> Result<(), BoxError> {
     };
     for (name, v) in &rows {
         println!(
-            "| {name} | {} | {} | {} | {:.0} % | {:.0} % |",
+            "| {name} | {} | {} | {} | {} | {:.0} % | {:.0} % | {:.0} % |",
             fmt(v[0]),
             fmt(v[1]),
             fmt(v[2]),
+            fmt(v[3]),
             100.0 * v[1] / v[0],
-            100.0 * v[2] / v[1]
+            100.0 * v[2] / v[1],
+            100.0 * v[3] / v[1]
         );
     }
 
@@ -1509,7 +1518,7 @@ async fn main() -> Result<(), BoxError> {
     if args.compare {
         if let Some(server) = &server {
             eprintln!(
-                "comparing sled, postgres (1 node) and postgres (2 nodes) on {} for {} round(s)",
+                "comparing sled and postgres with 1, 2 and 3 nodes on {} for {} round(s)",
                 PgServer::shown(&server.admin),
                 args.rounds.max(1)
             );
