@@ -308,13 +308,15 @@ async fn kill_campaign(kills: usize) -> Campaign {
 fn check_campaign(c: &Campaign) {
     assert_eq!(c.lost, 0, "acknowledged deliveries lost: {c:?}");
     assert!(c.acknowledged > 100 * c.kills, "too little load: {c:?}");
-    // Item 5's target: a kill repeats what was in flight and at most as many again (outcomes
-    // recorded in the last moments), not the last half second of outcomes. Herald has at most
-    // `max_in_flight` deliveries in flight (the receiver sees fewer: some are being answered,
-    // some not yet connected).
+    // Item 5's target: a kill repeats what was in flight and the outcomes still waiting for
+    // their group commit, not the last half second of outcomes. Herald has at most
+    // `max_in_flight` (20) deliveries in flight; with the receiver's 20 ms, answers arrive at
+    // about one per millisecond, so a group commit whose fsync takes 20–40 ms on a busy disk
+    // holds up to as many again. Three times `max_in_flight` per kill allows both; losing the
+    // last 500 ms of outcomes (the defect) repeats about 500 per kill.
     assert!(
-        c.duplicates <= 2 * CAMPAIGN_IN_FLIGHT as usize * c.kills,
-        "more duplicates per kill than twice the deliveries in flight: {c:?}"
+        c.duplicates <= 3 * CAMPAIGN_IN_FLIGHT as usize * c.kills,
+        "more duplicates per kill than three times max_in_flight: {c:?}"
     );
 }
 
