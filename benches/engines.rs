@@ -12,13 +12,13 @@
 //!
 //! Both engines run on the same two-worker runtime. PostgreSQL: the server of
 //! `HERALD_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`), a role
-//! that may CREATE DATABASE; one database `herald_bench_<pid>_<n>` per group, dropped at the
-//! end. If it cannot be reached the bench stops with a message saying so: it never skips.
+//! that may CREATE DATABASE; one fresh database per group (herald-postgres's `TestDb`), dropped
+//! at the end. If it cannot be reached the bench stops with a message saying so: it never
+//! skips.
 //!
 //! Run: `cargo bench --bench engines -- --warm-up-time 1 --measurement-time 5`
 
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -27,6 +27,7 @@ use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use herald_core::{
     AttemptRecord, ClaimRequest, DeliveryStore, NewEvent, Outcome, SubscriberId, UnixMillis,
 };
+use herald_postgres::testing::TestDb;
 use herald_postgres::{PgOptions, PgStore};
 use herald_queue::{SledOptions, SledStore};
 use tempfile::TempDir;
@@ -42,17 +43,6 @@ const PRODUCERS: usize = 32;
 
 /// Most deliveries leased per claim.
 const CLAIM_MAX: usize = 32;
-
-/// An error with its sources, e.g. "error connecting to server: Connection refused".
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text = format!("{text}: {s}");
-        source = s.source();
-    }
-    text
-}
 
 /// A 500-byte JSON payload.
 fn payload(len: usize) -> Bytes {
@@ -86,139 +76,45 @@ fn delivered() -> AttemptRecord {
     }
 }
 
-/// The PostgreSQL server the bench creates its databases on (its URL may hold a password:
-/// only host:port/database is printed).
-struct Server {
-    admin: url::Url,
+/// The PostgreSQL server the bench creates its databases on: `HERALD_TEST_DATABASE_URL`, or
+/// the local default.
+fn server_url() -> String {
+    std::env::var("HERALD_TEST_DATABASE_URL").unwrap_or_else(|_| LOCAL_DATABASE.to_owned())
 }
 
-impl Server {
-    /// The server of `HERALD_TEST_DATABASE_URL` (or the local default); panics, naming it, if
-    /// it cannot be reached.
-    async fn reach() -> Self {
-        let raw =
-            std::env::var("HERALD_TEST_DATABASE_URL").unwrap_or_else(|_| LOCAL_DATABASE.to_owned());
-        let admin = url::Url::parse(raw.trim())
-            .ok()
-            .filter(|u| matches!(u.scheme(), "postgres" | "postgresql"))
-            .unwrap_or_else(|| {
-                panic!(
-                    "engines bench: HERALD_TEST_DATABASE_URL is not a postgres:// URL (value not \
-                     shown)"
-                )
-            });
-        let server = Self { admin };
-        server.connect(&server.admin).await;
-        server
-    }
-
-    fn shown(url: &url::Url) -> String {
-        format!(
-            "{}:{}{}",
-            url.host_str().unwrap_or("localhost"),
-            url.port().unwrap_or(5432),
-            url.path()
-        )
-    }
-
-    async fn connect(&self, url: &url::Url) -> tokio_postgres::Client {
-        match tokio_postgres::connect(url.as_str(), tokio_postgres::NoTls).await {
-            Ok((client, connection)) => {
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                });
-                client
-            }
-            Err(e) => {
-                let mut reason = chain(&e);
-                if let Some(p) = url.password().filter(|p| !p.is_empty()) {
-                    reason = reason.replace(p, "**REDACTED**");
-                }
-                panic!(
-                    "engines bench: PostgreSQL at {} is unreachable: {reason}. This bench \
-                     compares sled with PostgreSQL and does not skip: start a server, or set \
-                     HERALD_TEST_DATABASE_URL to a role that may CREATE DATABASE, e.g. \
-                     postgres://postgres@127.0.0.1:5432/postgres",
-                    Self::shown(url)
-                )
-            }
-        }
-    }
-
-    /// A fresh database; returns its URL and name.
-    async fn create(&self) -> (url::Url, String) {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let name = format!(
-            "herald_bench_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        self.connect(&self.admin)
-            .await
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap_or_else(|e| panic!("engines bench: CREATE DATABASE {name}: {e}"));
-        let mut url = self.admin.clone();
-        url.set_path(&format!("/{name}"));
-        eprintln!("engines bench: PostgreSQL database {}", Self::shown(&url));
-        (url, name)
-    }
-
-    async fn drop_database(&self, name: &str) {
-        let result = self
-            .connect(&self.admin)
-            .await
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .await;
-        if let Err(e) = result {
-            eprintln!("engines bench: could not drop the database {name}: {e}");
-        }
-    }
-}
-
-/// One store of each engine, fresh, for one group.
+/// One store of each engine, fresh, for one group. Fields drop in order: the stores, then the
+/// database.
 struct Engines {
     _dir: TempDir,
     sled: Arc<dyn DeliveryStore>,
     postgres: Arc<dyn DeliveryStore>,
-    database: String,
+    _database: TestDb,
 }
 
 impl Engines {
-    async fn open(server: &Server) -> Self {
+    async fn open() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let sled = SledStore::open(dir.path(), SledOptions::default()).expect("open sled store");
-        let (url, database) = server.create().await;
-        let postgres = PgStore::connect(PgOptions::new(url.as_str()).node_id("bench"))
+        let database = TestDb::create_on(server_url()).await;
+        eprintln!("engines bench: PostgreSQL database {}", database.name);
+        let postgres = PgStore::connect(PgOptions::new(&database.url).node_id("bench"))
             .await
             .unwrap_or_else(|e| panic!("engines bench: connecting the PostgreSQL store: {e}"));
         Self {
             _dir: dir,
             sled: Arc::new(sled),
             postgres: Arc::new(postgres),
-            database,
+            _database: database,
         }
     }
 
     fn each(&self) -> [(&'static str, &Arc<dyn DeliveryStore>); 2] {
         [("sled", &self.sled), ("postgres", &self.postgres)]
     }
-
-    /// Closes both stores and drops the database.
-    async fn close(self, server: &Server) {
-        let Self {
-            _dir,
-            sled,
-            postgres,
-            database,
-        } = self;
-        drop((sled, postgres));
-        server.drop_database(&database).await;
-    }
 }
 
-fn enqueue(c: &mut Criterion, rt: &Runtime, server: &Server) {
-    let engines = rt.block_on(Engines::open(server));
+fn enqueue(c: &mut Criterion, rt: &Runtime) {
+    let engines = rt.block_on(Engines::open());
     let mut group = c.benchmark_group("engines_enqueue");
     // An iteration of 32 × 100 events takes ~0.1 s: 20 samples of the same size.
     group.sample_size(20).sampling_mode(SamplingMode::Flat);
@@ -258,11 +154,11 @@ fn enqueue(c: &mut Criterion, rt: &Runtime, server: &Server) {
         }
     }
     group.finish();
-    rt.block_on(engines.close(server));
+    drop(engines);
 }
 
-fn claim_finish(c: &mut Criterion, rt: &Runtime, server: &Server) {
-    let engines = rt.block_on(Engines::open(server));
+fn claim_finish(c: &mut Criterion, rt: &Runtime) {
+    let engines = rt.block_on(Engines::open());
     let mut group = c.benchmark_group("engines_claim_finish");
     group.throughput(Throughput::Elements(1));
     let body = payload(500);
@@ -316,14 +212,13 @@ fn claim_finish(c: &mut Criterion, rt: &Runtime, server: &Server) {
         });
     }
     group.finish();
-    rt.block_on(engines.close(server));
+    drop(engines);
 }
 
 fn main() {
     let rt = runtime();
-    let server = rt.block_on(Server::reach());
     let mut c = Criterion::default().configure_from_args();
-    enqueue(&mut c, &rt, &server);
-    claim_finish(&mut c, &rt, &server);
+    enqueue(&mut c, &rt);
+    claim_finish(&mut c, &rt);
     c.final_summary();
 }

@@ -80,14 +80,22 @@ impl TestDb {
     /// # Panics
     /// Without a server, or when it refuses `CREATE DATABASE`.
     pub async fn create() -> Self {
-        let admin_url = server_url();
+        Self::create_on(server_url()).await
+    }
+
+    /// Creates a fresh database on the server of `admin_url` (a role that may
+    /// `CREATE DATABASE`).
+    ///
+    /// # Panics
+    /// When the server cannot be reached or refuses `CREATE DATABASE`.
+    pub async fn create_on(admin_url: String) -> Self {
         let name = format!("herald_t_{}", Uuid::now_v7().simple());
         client(&admin_url)
             .await
-            .expect("connect to HERALD_TEST_DATABASE_URL")
+            .expect("connect to the PostgreSQL server of the tests")
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
-            .expect("CREATE DATABASE on HERALD_TEST_DATABASE_URL");
+            .expect("CREATE DATABASE on the PostgreSQL server of the tests");
         let url = with_database(&admin_url, &name);
         Self {
             admin_url,
