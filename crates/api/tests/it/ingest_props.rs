@@ -4,17 +4,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::OnceLock;
 
 use proptest::prelude::*;
 use serde_json::Value;
 
-use herald_api::{router, ApiOptions, ApiState};
-use herald_core::{DeliveryStore, SecurityPolicy, SubscriberConfig, SubscriberId};
-use herald_delivery::HttpClient;
-use herald_dispatcher::Dispatcher;
-use herald_queue::{SledOptions, SledStore};
+use crate::support::serve_paused;
+use herald_api::ApiOptions;
 
 /// A daemon's API on 127.0.0.1 with one (paused) subscriber `a`, shared by every case.
 struct Api {
@@ -33,39 +29,11 @@ fn api() -> &'static Api {
             .build()
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let base = runtime.block_on(async {
-            let store = SledStore::open(dir.path(), SledOptions::default()).unwrap();
-            let store: Arc<dyn DeliveryStore> = Arc::new(store);
-            let client = HttpClient::new(SecurityPolicy {
-                allow_http: true,
-                allow_private_networks: true,
-            })
-            .unwrap();
-            let sub = SubscriberConfig {
-                timeout: Duration::from_secs(1),
-                max_in_flight: 10,
-                ..SubscriberConfig::new(
-                    SubscriberId::new("a").unwrap(),
-                    url::Url::parse("http://127.0.0.1:9/hook").unwrap(),
-                )
-            };
-            let dispatcher = Dispatcher::start(store, client, vec![sub]).await.unwrap();
-            dispatcher.pause("a", "property test").await.unwrap();
-            let state = ApiState::new(
-                dispatcher,
-                ApiOptions {
-                    api_token: None,
-                    max_payload_bytes: 4096,
-                    metrics: None,
-                    reload: None,
-                    spans: None,
-                },
-            );
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            tokio::spawn(async move { axum::serve(listener, router(state)).await });
-            format!("http://{addr}")
-        });
+        let options = ApiOptions {
+            max_payload_bytes: 4096,
+            ..ApiOptions::default()
+        };
+        let (base, _store) = runtime.block_on(serve_paused(dir.path(), options));
         Api {
             runtime,
             base,

@@ -3,3 +3,4 @@
 mod ingest_props;
 mod openapi;
 mod spans;
+mod support;

@@ -3,16 +3,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use serde_json::Value;
 
-use herald_api::{router, ApiOptions, ApiState};
-use herald_core::{DeliveryStore, Secret, SecurityPolicy, SubscriberConfig, SubscriberId};
-use herald_delivery::HttpClient;
-use herald_dispatcher::Dispatcher;
-use herald_queue::{SledOptions, SledStore};
+use crate::support::serve_paused;
+use herald_api::ApiOptions;
+use herald_core::Secret;
 
 /// Every `/v1` operation of SPEC §6, §8 and §10, as (method, path).
 const SPEC_ROUTES: &[(&str, &str)] = &[
@@ -34,33 +29,11 @@ const SPEC_ROUTES: &[(&str, &str)] = &[
 ];
 
 async fn serve(dir: &std::path::Path) -> String {
-    let store = SledStore::open(dir, SledOptions::default()).unwrap();
-    let store: Arc<dyn DeliveryStore> = Arc::new(store);
-    let client = HttpClient::new(SecurityPolicy {
-        allow_http: true,
-        allow_private_networks: true,
-    })
-    .unwrap();
-    let sub = SubscriberConfig {
-        timeout: Duration::from_secs(1),
-        ..SubscriberConfig::new(
-            SubscriberId::new("a").unwrap(),
-            url::Url::parse("http://127.0.0.1:9/hook").unwrap(),
-        )
+    let options = ApiOptions {
+        api_token: Some(Secret::new("tok")),
+        ..ApiOptions::default()
     };
-    let dispatcher = Dispatcher::start(store, client, vec![sub]).await.unwrap();
-    dispatcher.pause("a", "openapi test").await.unwrap();
-    let state = ApiState::new(
-        dispatcher,
-        ApiOptions {
-            api_token: Some(Secret::new("tok")),
-            ..ApiOptions::default()
-        },
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router(state)).await });
-    format!("http://{addr}")
+    serve_paused(dir, options).await.0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

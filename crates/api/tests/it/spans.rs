@@ -4,19 +4,13 @@
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use herald_api::{router, ApiOptions, ApiState};
-use herald_core::{
-    AttemptSpan, DeliveryStore, EventId, IngestSpan, SecurityPolicy, SpanSink, SubscriberConfig,
-    SubscriberId, Traceparent,
-};
-use herald_delivery::HttpClient;
-use herald_dispatcher::Dispatcher;
-use herald_queue::{SledOptions, SledStore};
+use crate::support::serve_paused;
+use herald_api::ApiOptions;
+use herald_core::{AttemptSpan, DeliveryStore, EventId, IngestSpan, SpanSink, Traceparent};
 
 #[derive(Debug, Default)]
 struct Recorder {
@@ -35,35 +29,11 @@ async fn serve(
     dir: &std::path::Path,
     sink: Option<Arc<Recorder>>,
 ) -> (String, Arc<dyn DeliveryStore>) {
-    let store: Arc<dyn DeliveryStore> =
-        Arc::new(SledStore::open(dir, SledOptions::default()).unwrap());
-    let client = HttpClient::new(SecurityPolicy {
-        allow_http: true,
-        allow_private_networks: true,
-    })
-    .unwrap();
-    let sub = SubscriberConfig {
-        timeout: Duration::from_secs(1),
-        ..SubscriberConfig::new(
-            SubscriberId::new("a").unwrap(),
-            url::Url::parse("http://127.0.0.1:9/hook").unwrap(),
-        )
+    let options = ApiOptions {
+        spans: sink.map(|s| s as Arc<dyn SpanSink>),
+        ..ApiOptions::default()
     };
-    let dispatcher = Dispatcher::start(Arc::clone(&store), client, vec![sub])
-        .await
-        .unwrap();
-    dispatcher.pause("a", "spans test").await.unwrap();
-    let state = ApiState::new(
-        dispatcher,
-        ApiOptions {
-            spans: sink.map(|s| s as Arc<dyn SpanSink>),
-            ..ApiOptions::default()
-        },
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router(state)).await });
-    (format!("http://{addr}"), store)
+    serve_paused(dir, options).await
 }
 
 async fn post(base: &str, path: &str, traceparent: Option<&str>, body: &str) -> (u16, Value) {
