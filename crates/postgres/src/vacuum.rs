@@ -14,7 +14,6 @@
 //! autovacuum on and keeping up (it starts at 2 %), this never fires and costs one catalog
 //! query every five seconds.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,17 +44,18 @@ const HOT_TABLES: [&str; 5] = [
 pub(crate) async fn run(inner: Arc<Inner>) {
     let mut tick = tokio::time::interval(CHECK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let told = AtomicBool::new(false);
+    // Whether the first vacuum was logged.
+    let mut told = false;
     loop {
         tick.tick().await;
-        if let Err(e) = step(&inner, &told).await {
+        if let Err(e) = step(&inner, &mut told).await {
             debug!(error = %e, "vacuum check failed; trying again later");
         }
     }
 }
 
 /// One check: vacuums the tables that need it, if this node gets the lock.
-async fn step(inner: &Inner, told: &AtomicBool) -> Result<(), StoreError> {
+async fn step(inner: &Inner, told: &mut bool) -> Result<(), StoreError> {
     let t = &inner.target;
     let client = inner.conn().await?;
     let tables: Vec<String> = HOT_TABLES.iter().map(|s| (*s).to_owned()).collect();
@@ -82,7 +82,7 @@ async fn step(inner: &Inner, told: &AtomicBool) -> Result<(), StoreError> {
         // Another node is at it.
         return Ok(());
     }
-    if !told.swap(true, Ordering::Relaxed) {
+    if !std::mem::replace(told, true) {
         info!(
             "a tenth of a hot table's rows are dead (autovacuum is off or behind): Herald \
              vacuums its hot tables itself when that happens; logged once"
